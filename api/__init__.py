@@ -1,0 +1,1 @@
+"""The API role: validates OpenAI-shaped requests, queues generations, relays their events to clients."""

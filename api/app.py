@@ -1,0 +1,55 @@
+"""The Litestar application factory for the API role."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from redis.asyncio import Redis
+
+from api.dispatch import Dispatcher
+from api.errors import exception_handlers
+from api.middleware import request_id_middleware
+from api.relay import Relay
+from api.routes import chat_completions, list_models, retrieve_model
+from api.state import GatewayState
+from shared.catalog import Catalog
+from shared.config import Settings
+
+__all__ = ("create_app",)
+
+
+def create_app(settings: Settings) -> Litestar:
+    if not settings.redis.url:
+        raise ValueError("the API needs redis.url (or REDIS_URL)")
+    redis_url = settings.redis.url
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=30)
+        relay = Relay(redis, instance_id=f"{socket.gethostname()}-{os.getpid()}", config=settings.relay)
+        await relay.start()
+        app.state.gateway = GatewayState(
+            settings=settings,
+            catalog=Catalog(settings),
+            redis=redis,
+            dispatcher=Dispatcher(redis, relay, settings.relay),
+        )
+        try:
+            yield
+        finally:
+            await relay.stop()
+            await redis.aclose()
+
+    return Litestar(
+        route_handlers=[chat_completions, list_models, retrieve_model],
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers,
+        middleware=[request_id_middleware],
+        request_max_body_size=settings.server.max_body_bytes,
+        openapi_config=None,
+        debug=False,
+    )

@@ -1,0 +1,48 @@
+"""Submitting a generation: subscribe to its events, then queue it; and cancelling one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from shared import keys
+from shared.errors import ServiceUnavailable
+from shared.queue import enqueue_generation
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from api.relay import Relay, Subscription
+    from shared.config import RelayConfig
+    from shared.generation import GenerationRequest
+
+__all__ = ("Dispatcher",)
+
+
+class Dispatcher:
+    def __init__(self, redis: Redis, relay: Relay, config: RelayConfig) -> None:
+        self._redis = redis
+        self._relay = relay
+        self._config = config
+
+    @property
+    def reply_channel(self) -> str:
+        return self._relay.channel
+
+    async def submit(self, request: GenerationRequest) -> Subscription:
+        await self._relay.wait_ready(timeout_s=1.0)
+        subscription = self._relay.subscribe(request.id)
+        try:
+            await enqueue_generation(self._redis, request, expires_s=self._config.queue_timeout_s)
+        except RedisError as exc:
+            subscription.close()
+            raise ServiceUnavailable("The gateway cannot reach its queue.", code="redis_unavailable") from exc
+        return subscription
+
+    async def cancel(self, generation_id: str) -> None:
+        """Ask whichever worker runs (or will pick up) the generation to stop it."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.GenerationKeys(generation_id).cancel, b"1", ex=self._config.event_ttl_s)
+            pipe.publish(keys.CANCEL_CHANNEL, generation_id)
+            await pipe.execute()

@@ -1,0 +1,62 @@
+"""The one place where exceptions become OpenAI-shaped HTTP error responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.types import ExceptionHandlersMap
+
+from shared.errors import ErrorBody, ErrorDetail, GatewayError
+
+__all__ = ("exception_handlers", "gateway_error_response")
+
+log = logging.getLogger(__name__)
+
+_encoder = msgspec.json.Encoder()
+
+_HTTP_TYPES = {401: "invalid_request_error", 403: "permission_denied", 404: "invalid_request_error"}
+
+
+def _response(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(_encoder.encode(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def gateway_error_response(error: GatewayError) -> Response[bytes]:
+    headers: dict[str, str] = {}
+    if error.retry_after is not None:
+        headers["retry-after"] = str(max(1, round(error.retry_after)))
+    if error.status < 500 and error.status not in (409, 429):
+        headers["x-should-retry"] = "false"
+    return _response(error.status, error.body(), headers)
+
+
+def _gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+    return gateway_error_response(exc)
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    message = exc.detail or "HTTP error"
+    if status == 404:
+        message = f"Unknown path: {request.method} {request.url.path}"
+    elif status == 413:
+        message = "The request body is too large."
+    error_type = _HTTP_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return _response(status, ErrorBody(ErrorDetail(message, error_type, None, None)), exc.headers)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    detail = ErrorDetail("The gateway failed to process the request.", "server_error", None, None)
+    return _response(500, ErrorBody(detail))
+
+
+exception_handlers: ExceptionHandlersMap = {
+    GatewayError: _gateway_error,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}

@@ -1,0 +1,184 @@
+"""Delivering a generation's events, in order and without loss, to the API instance holding the client.
+
+Workers append every event to the generation's log (a Redis stream) and publish the same bytes on this
+instance's channel. Pub/sub is only the fast path: it loses messages published while a connection is
+down or a reader is slow. So each :class:`Subscription` numbers what it receives, and whenever it sees
+a gap, or hears nothing for ``idle_check_s``, it reads the log. The channel is subscribed once per
+process at start, before any job is enqueued, so there is no subscribe-after-publish race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from shared.errors import ServiceUnavailable, WorkerLost
+from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, Started, decode_batch, decode_envelope
+from shared.keys import GenerationKeys, relay_channel
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from shared.config import RelayConfig
+
+__all__ = ("Relay", "Subscription")
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    """This process's one pub/sub connection, fanned out to the subscriptions of its generations."""
+
+    def __init__(self, redis: Redis, *, instance_id: str, config: RelayConfig) -> None:
+        self._redis = redis
+        self._config = config
+        self.channel = relay_channel(instance_id)
+        self._subscriptions: dict[str, Subscription] = {}
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, wait_s: float = 5.0) -> None:
+        self._task = asyncio.create_task(self._run())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                await self._ready.wait()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Return once the channel is subscribed; raise 503 if that does not happen in time."""
+        if self._ready.is_set():
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
+        except TimeoutError:
+            raise ServiceUnavailable("The gateway cannot reach Redis.", code="redis_unavailable") from None
+
+    def subscribe(self, generation_id: str) -> Subscription:
+        subscription = Subscription(self, generation_id)
+        self._subscriptions[generation_id] = subscription
+        return subscription
+
+    def _forget(self, generation_id: str) -> None:
+        self._subscriptions.pop(generation_id, None)
+
+    async def _run(self) -> None:
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._ready.set()
+                # Whatever was published while we were not subscribed is only in the logs now.
+                for subscription in list(self._subscriptions.values()):
+                    subscription.poke()
+                async for message in pubsub.listen():
+                    self._dispatch(message["data"])
+            except (RedisError, OSError) as exc:
+                self._ready.clear()
+                log.warning("relay channel lost (%s); reconnecting", exc)
+                await asyncio.sleep(0.2)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _dispatch(self, data: bytes) -> None:
+        batch = decode_batch(data)
+        subscription = self._subscriptions.get(batch[0].generation_id) if batch else None
+        if subscription is not None:
+            for envelope in batch:
+                subscription.deliver(envelope)
+
+
+class Subscription:
+    """The ordered events of one generation. Iterate :meth:`events`; call :meth:`close` when done."""
+
+    def __init__(self, relay: Relay, generation_id: str) -> None:
+        self._relay = relay
+        self._redis = relay._redis
+        self._config = relay._config
+        self.generation_id = generation_id
+        self._keys = GenerationKeys(generation_id)
+        self._held: dict[int, GenerationEvent] = {}
+        self._next = 0
+        self._arrived = asyncio.Event()
+        self._started = False
+
+    def deliver(self, envelope: Envelope) -> None:
+        if envelope.seq >= self._next:
+            self._held[envelope.seq] = envelope.event
+            self._arrived.set()
+
+    def poke(self) -> None:
+        """Make the reader look at the log now (after a reconnect, messages may be missing)."""
+        self._arrived.set()
+
+    def close(self) -> None:
+        self._relay._forget(self.generation_id)
+
+    async def events(self) -> AsyncIterator[GenerationEvent | None]:
+        """Events in order, ending after the terminal one. ``None`` marks an idle period (for keep-alives).
+
+        Raises :class:`WorkerLost` if the worker stops without finishing, :class:`ServiceUnavailable` if
+        no worker takes the job in time or Redis is unreachable.
+        """
+        queued_at = time.monotonic()
+        while True:
+            while self._next in self._held:
+                event = self._held.pop(self._next)
+                self._next += 1
+                self._started = self._started or isinstance(event, Started)
+                yield event
+                if isinstance(event, TERMINAL_EVENTS):
+                    return
+            if self._held:
+                await self._read_log()
+                if self._next in self._held:
+                    continue
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(self._config.idle_check_s):
+                    await self._arrived.wait()
+                continue
+            except TimeoutError:
+                pass
+            await self._read_log()
+            if self._next not in self._held:
+                await self._check_alive(queued_at)
+                yield None
+
+    async def _read_log(self) -> None:
+        try:
+            entries = await self._redis.xrange(self._keys.events, min=f"0-{self._next + 1}", max="+", count=1000)
+        except RedisError as exc:
+            raise ServiceUnavailable("The gateway lost its connection to Redis.", code="redis_unavailable") from exc
+        for _, fields in entries:
+            self.deliver(decode_envelope(fields[b"e"]))
+
+    async def _check_alive(self, queued_at: float) -> None:
+        if not self._started:
+            if time.monotonic() - queued_at > self._config.queue_timeout_s:
+                raise ServiceUnavailable(
+                    f"No worker took the request within {self._config.queue_timeout_s:g} s.",
+                    code="no_worker_available",
+                )
+            return
+        try:
+            alive = await self._redis.exists(self._keys.lease)
+        except RedisError as exc:
+            raise ServiceUnavailable("The gateway lost its connection to Redis.", code="redis_unavailable") from exc
+        if not alive:
+            # The worker writes its last event before it drops the lease: look once more before giving up.
+            await self._read_log()
+            if self._next not in self._held:
+                raise WorkerLost("The worker running this request stopped before finishing it.")

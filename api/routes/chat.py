@@ -1,0 +1,80 @@
+"""``POST /v1/chat/completions``: streaming and not, through the queue."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.response import Stream
+from msgspec import UNSET
+
+from api.chat_adapter import decode_chat_request, to_generation
+from api.chat_output import ChatCompletionBuilder, ChatStreamWriter, error_frame
+from api.middleware import REQUEST_ID_KEY
+from api.state import gateway_state
+from api.streaming import Relayed, sse_response
+from shared.errors import InternalError, ModelNotFound
+from shared.ids import new_generation_id
+
+__all__ = ("chat_completions",)
+
+_encoder = msgspec.json.Encoder()
+
+
+@post(["/v1/chat/completions", "/chaynsapi/v1/chat/completions"], status_code=200)
+async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+    state = gateway_state(request)
+    chat = decode_chat_request(await request.body())
+    if chat.model not in state.catalog:
+        raise ModelNotFound(chat.model)
+    generation_id = new_generation_id()
+    created = int(time.time())
+    generation = to_generation(
+        chat,
+        generation_id=generation_id,
+        request_id=request.scope["state"][REQUEST_ID_KEY],
+        reply_to=state.dispatcher.reply_channel,
+        created=created,
+        user_agent=request.headers.get("user-agent", ""),
+    )
+    relayed = Relayed(await state.dispatcher.submit(generation), state.dispatcher)
+    completion_id = f"chatcmpl-{generation_id}"
+    try:
+        if not chat.stream:
+            return await _complete(
+                relayed, ChatCompletionBuilder(completion_id=completion_id, model=chat.model, created=created)
+            )
+        options = chat.stream_options
+        include_usage = bool(options and options.include_usage is not UNSET and options.include_usage)
+        writer = ChatStreamWriter(
+            completion_id=completion_id, model=chat.model, created=created, include_usage=include_usage
+        )
+        head = await relayed.head(commit_after_s=state.settings.relay.keepalive_s)
+    except BaseException:
+        await relayed.finish()
+        raise
+    return sse_response(
+        relayed,
+        head,
+        writer.feed,
+        opening=writer.opening(),
+        render_error=error_frame,
+        is_done=lambda: writer.done,
+        keepalive_s=state.settings.relay.keepalive_s,
+    )
+
+
+async def _complete(relayed: Relayed, builder: ChatCompletionBuilder) -> Response[bytes]:
+    try:
+        async for event in relayed.events:
+            if event is None:
+                continue
+            completion = builder.feed(event)
+            if completion is not None:
+                relayed.ended = True
+                return Response(_encoder.encode(completion), media_type="application/json")
+    finally:
+        await relayed.finish()
+    raise InternalError("The generation ended without a result.")

@@ -1,0 +1,47 @@
+"""``GET /v1/models`` and ``GET /v1/models/{model}``: what the configured channels serve."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from litestar import Request, Response, get
+
+from api.state import gateway_state
+from shared.errors import ModelNotFound
+
+__all__ = ("list_models", "retrieve_model")
+
+_CREATED = 1_700_000_000
+"""A fixed timestamp: configured models have no creation date, and clients only need an int."""
+
+
+class Model(msgspec.Struct):
+    id: str
+    owned_by: str
+    created: int = _CREATED
+    object: Literal["model"] = "model"
+
+
+class ModelList(msgspec.Struct):
+    data: list[Model]
+    object: Literal["list"] = "list"
+
+
+_encoder = msgspec.json.Encoder()
+
+
+@get(["/v1/models", "/chaynsapi/v1/models"])
+async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
+    catalog = gateway_state(request).catalog
+    body = ModelList([Model(name, owner) for name, owner in catalog.models()])
+    return Response(_encoder.encode(body), media_type="application/json")
+
+
+@get(["/v1/models/{model:path}", "/chaynsapi/v1/models/{model:path}"])
+async def retrieve_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
+    name = model.lstrip("/")
+    owners = dict(gateway_state(request).catalog.models())
+    if name not in owners:
+        raise ModelNotFound(name)
+    return Response(_encoder.encode(Model(name, owners[name])), media_type="application/json")

@@ -1,0 +1,28 @@
+"""Serving the API role with uvicorn (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+from api.app import create_app
+from shared.config import Settings
+
+__all__ = ("serve_api",)
+
+
+def serve_api(settings: Settings, *, sock: socket.socket | None = None) -> None:
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=settings.worker.shutdown_grace_s,
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock] if sock is not None else None)

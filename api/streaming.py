@@ -1,0 +1,106 @@
+"""Shared plumbing for handlers that relay one generation: wait for its first output, stream the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+from litestar.response import Stream
+from redis.exceptions import RedisError
+
+from shared.errors import GatewayError
+from shared.events import Failed, GenerationEvent, Started
+
+if TYPE_CHECKING:
+    from api.dispatch import Dispatcher
+    from api.relay import Subscription
+
+__all__ = ("Relayed", "sse_response")
+
+log = logging.getLogger(__name__)
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_KEEPALIVE = b": keep-alive\n\n"
+
+
+class Relayed:
+    """One submitted generation as a handler sees it; always ``finish()`` it."""
+
+    def __init__(self, subscription: Subscription, dispatcher: Dispatcher) -> None:
+        self._subscription = subscription
+        self._dispatcher = dispatcher
+        self.events = subscription.events()
+        self.ended = False
+
+    async def head(self, commit_after_s: float) -> list[GenerationEvent]:
+        """Events up to the first output, so a failure before any output can still be an HTTP error.
+
+        Gives up waiting after ``commit_after_s`` (long queue waits), after which the stream starts and
+        carries keep-alives instead.
+        """
+        head: list[GenerationEvent] = []
+        deadline = time.monotonic() + commit_after_s
+        async for event in self.events:
+            if isinstance(event, Failed):
+                self.ended = True
+                raise GatewayError.from_info(event.error)
+            if event is not None:
+                head.append(event)
+                if not isinstance(event, Started):
+                    break
+            elif time.monotonic() >= deadline:
+                break
+        return head
+
+    async def finish(self) -> None:
+        """Release the subscription; if the generation did not end, cancel it (the client is gone)."""
+        self._subscription.close()
+        await self.events.aclose()  # type: ignore[attr-defined]
+        if not self.ended:
+            with contextlib.suppress(RedisError, OSError):
+                await self._dispatcher.cancel(self._subscription.generation_id)
+
+
+def sse_response(
+    relayed: Relayed,
+    head: list[GenerationEvent],
+    render: Callable[[GenerationEvent], bytes],
+    *,
+    opening: bytes,
+    render_error: Callable[[GatewayError], bytes],
+    is_done: Callable[[], bool],
+    keepalive_s: float,
+) -> Stream:
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            out = opening + b"".join(render(event) for event in head)
+            last_write = time.monotonic()
+            yield out
+            if is_done():
+                relayed.ended = True
+                return
+            async for event in relayed.events:
+                if event is None:
+                    if time.monotonic() - last_write >= keepalive_s:
+                        last_write = time.monotonic()
+                        yield _KEEPALIVE
+                    continue
+                data = render(event)
+                if data:
+                    last_write = time.monotonic()
+                    yield data
+                if is_done():
+                    relayed.ended = True
+                    return
+        except GatewayError as error:
+            relayed.ended = True
+            yield render_error(error)
+        finally:
+            # The client may be gone and this task cancelled: the clean-up must still reach Redis.
+            await asyncio.shield(relayed.finish())
+
+    return Stream(body(), media_type="text/event-stream", headers=SSE_HEADERS)

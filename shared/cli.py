@@ -1,0 +1,129 @@
+"""``aiapi``: run the gateway all-in-one, or one role of a scaled-out deployment.
+
+aiapi up        API + worker(s), with an embedded Redis when no REDIS_URL is configured
+aiapi api       the HTTP front end only
+aiapi worker    one worker process only
+aiapi check     validate the configuration and say what would be served
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+
+from shared.catalog import Catalog
+from shared.config import ConfigError, Settings, load_settings
+
+__all__ = ("main",)
+
+log = logging.getLogger("aiapi")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiapi", description="OpenAI-compatible AI API gateway")
+    parser.add_argument("--config", help="TOML config file (default: $AIAPI_CONFIG, else built-in defaults)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="run API and workers on this machine")
+    up.add_argument("--workers", type=int, default=1, help="worker processes to start (default 1)")
+    for command in (up, commands.add_parser("api", help="run the HTTP API role")):
+        command.add_argument("--host")
+        command.add_argument("--port", type=int)
+    commands.add_parser("worker", help="run one worker process")
+    commands.add_parser("check", help="validate the configuration")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    environ = dict(os.environ)
+    if getattr(args, "host", None):
+        environ["AIAPI_HOST"] = args.host
+    if getattr(args, "port", None):
+        environ["AIAPI_PORT"] = str(args.port)
+    return load_settings(args.config, environ)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"aiapi: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
+    )
+    if args.command == "check":
+        return _check(settings)
+    if args.command != "up" and not settings.redis.url:
+        print(f"aiapi {args.command}: set redis.url in the config or REDIS_URL", file=sys.stderr)
+        return 2
+    if args.command == "api":
+        from api.server import serve_api
+
+        serve_api(settings)
+    elif args.command == "worker":
+        from worker.main import run_worker
+
+        run_worker(settings)
+    else:
+        return _up(settings, args.config, args.workers)
+    return 0
+
+
+def _check(settings: Settings) -> int:
+    catalog = Catalog(settings)
+    print(f"redis: {settings.redis.url or 'embedded (aiapi up only)'}")
+    print(f"listen: http://{settings.server.host}:{settings.server.port}/v1")
+    for channel in settings.channels:
+        print(f"channel {channel.name} ({type(channel).__name__}): {', '.join(channel.model_map())}")
+    models = catalog.models()
+    print(f"models served: {', '.join(name for name, _ in models) or 'none'}")
+    return 0 if models else 1
+
+
+def _up(settings: Settings, config: str | None, workers: int) -> int:
+    """Start Redis (embedded unless configured), the workers as child processes, and the API here."""
+    from shared.redis_server import EmbeddedRedis
+
+    embedded: EmbeddedRedis | None = None
+    redis_url = settings.redis.url
+    if not redis_url:
+        embedded = EmbeddedRedis(data_dir=Path(settings.redis.data_dir), persist=True)
+        redis_url = embedded.start()
+        log.info("embedded Redis at %s (data in %s)", redis_url, settings.redis.data_dir)
+    env = {**os.environ, "REDIS_URL": redis_url}
+    command = [sys.executable, "-m", "shared.cli", *(["--config", config] if config else []), "worker"]
+    children = [subprocess.Popen(command, env=env) for _ in range(max(1, workers))]
+    models = ", ".join(name for name, _ in Catalog(settings).models())
+    print(
+        f"aiapi: serving http://{settings.server.host}:{settings.server.port}/v1 "
+        f"with {len(children)} worker(s); models: {models}; open mode (no API keys required)",
+        flush=True,
+    )
+    try:
+        from api.server import serve_api
+
+        serve_api(msgspec.structs.replace(settings, redis=msgspec.structs.replace(settings.redis, url=redis_url)))
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=settings.worker.shutdown_grace_s + 5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The one request a worker runs, whatever API the client used.
+
+A :class:`GenerationRequest` is built by an API adapter, travels through the queue, and is all a provider
+sees. JSON-valued options the gateway does not interpret (a tool's parameter schema, ``response_format``)
+travel as :class:`msgspec.Raw`, still encoded, so nothing untyped flows through the core.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = (
+    "ClientInfo",
+    "ContentPart",
+    "FunctionTool",
+    "GenerationRequest",
+    "ImagePart",
+    "Message",
+    "Role",
+    "Sampling",
+    "TextPart",
+    "ToolCall",
+    "ToolChoice",
+    "decode_request",
+    "encode_request",
+)
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class TextPart(msgspec.Struct, tag="text"):
+    text: str
+
+
+class ImagePart(msgspec.Struct, tag="image"):
+    url: str
+    """An ``https:`` or ``data:`` URL."""
+    detail: str | None = None
+
+
+ContentPart = TextPart | ImagePart
+
+
+class ToolCall(msgspec.Struct):
+    """A call the assistant made, as it appears in the conversation history."""
+
+    id: str
+    name: str
+    arguments: str
+    """The arguments as a JSON text, exactly as the model produced them."""
+
+
+class Message(msgspec.Struct):
+    role: Role
+    content: list[ContentPart] = msgspec.field(default_factory=list)
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        """The message's text parts joined; images are left out."""
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+
+class FunctionTool(msgspec.Struct):
+    name: str
+    description: str | None = None
+    parameters: msgspec.Raw | None = None
+    """The JSON Schema of the arguments, kept encoded."""
+    strict: bool | None = None
+
+
+class ToolChoice(msgspec.Struct):
+    mode: Literal["none", "auto", "required", "function"]
+    name: str | None = None
+    """The forced function's name when ``mode`` is ``function``."""
+
+
+class Sampling(msgspec.Struct):
+    """Generation options; ``None`` means the upstream's default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    stop: list[str] = msgspec.field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    response_format: msgspec.Raw | None = None
+    """An OpenAI Chat ``response_format`` object, passed on as it came."""
+    reasoning_effort: str | None = None
+    parallel_tool_calls: bool | None = None
+    user: str | None = None
+
+
+class ClientInfo(msgspec.Struct):
+    user_agent: str = ""
+
+
+class GenerationRequest(msgspec.Struct):
+    id: str
+    """The generation id: names the job, its event log and the ids the client sees."""
+    request_id: str
+    """The ``x-request-id`` of the HTTP request that created it, for logs end to end."""
+    model: str
+    """The model name the client asked for; the worker's router resolves it to a channel."""
+    messages: list[Message]
+    reply_to: str
+    """The pub/sub channel of the API instance holding the client's connection."""
+    created: int
+    """Unix time (seconds) the request was accepted."""
+    tools: list[FunctionTool] = msgspec.field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    sampling: Sampling = msgspec.field(default_factory=Sampling)
+    client: ClientInfo = msgspec.field(default_factory=ClientInfo)
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(GenerationRequest)
+
+
+def encode_request(request: GenerationRequest) -> bytes:
+    return _encoder.encode(request)
+
+
+def decode_request(data: bytes) -> GenerationRequest:
+    return _decoder.decode(data)

@@ -1,0 +1,43 @@
+"""Every Redis key and channel name the gateway uses, in one place.
+
+Per-generation keys share the hash tag ``{<generation id>}`` so that each Lua script touches a single
+Redis Cluster slot. arq's own keys (``arq:job:<id>``, ``arq:in-progress:<id>`` …) are named by arq.
+"""
+
+from __future__ import annotations
+
+__all__ = ("CANCEL_CHANNEL", "JOB_FUNCTION", "QUEUE", "WAKE_CHANNEL", "GenerationKeys", "relay_channel")
+
+PREFIX = "aiapi"
+
+QUEUE = f"{PREFIX}:queue"
+"""The arq queue (a sorted set) that generation jobs are enqueued on."""
+
+JOB_FUNCTION = "generate"
+"""The name of the arq job function that runs one generation."""
+
+WAKE_CHANNEL = f"{PREFIX}:wake"
+"""Published on every enqueue so idle workers poll at once instead of after ``poll_delay``."""
+
+CANCEL_CHANNEL = f"{PREFIX}:cancel"
+"""Carries generation ids to cancel; the durable cancel flag is :attr:`GenerationKeys.cancel`."""
+
+
+def relay_channel(instance_id: str) -> str:
+    """The pub/sub channel on which one API instance receives the events of its generations."""
+    return f"{PREFIX}:relay:{instance_id}"
+
+
+class GenerationKeys:
+    """Keys of one generation, all in the generation's own cluster slot."""
+
+    __slots__ = ("cancel", "events", "lease")
+
+    def __init__(self, generation_id: str) -> None:
+        tag = f"{PREFIX}:{{{generation_id}}}"
+        self.events = f"{tag}:events"
+        """Stream: the generation's event log; entry ids are ``0-<seq + 1>``."""
+        self.lease = f"{tag}:lease"
+        """String: the token of the worker running it, with a TTL the worker keeps renewing."""
+        self.cancel = f"{tag}:cancel"
+        """String: present once someone asked to cancel the generation."""

@@ -1,0 +1,26 @@
+"""The gateway's Lua scripts, loaded from ``shared/lua`` and bound to a Redis client."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+__all__ = ("Scripts",)
+
+
+def _source(name: str) -> str:
+    return resources.files("shared").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """Each attribute runs one script with EVALSHA, loading it again if Redis forgot it (a restart)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.emit: AsyncScript = redis.register_script(_source("emit"))
+        self.acquire: AsyncScript = redis.register_script(_source("acquire"))
+        self.renew: AsyncScript = redis.register_script(_source("renew"))
+        self.release: AsyncScript = redis.register_script(_source("release"))

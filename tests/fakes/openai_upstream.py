@@ -1,0 +1,304 @@
+"""A fast, deterministic fake upstream speaking OpenAI Chat Completions over real HTTP.
+
+The reply depends only on the request, so tests need no side channel. By ``model``:
+
+- any name: ``chunk0 chunk1 … chunk<N-1>``, one word per chunk (N = ``--chunks``, default 20)
+- ``fake-echo``: the last user message, in 8-character pieces
+- ``fake-error-<status>``: that HTTP status with an OpenAI error body (429 adds ``retry-after: 1``)
+- ``fake-slow``: waits ``slow_first_token_s`` before answering
+- ``fake-stall``: two chunks, then nothing until the client disconnects
+- ``fake-midstream-error``: three chunks, then the body ends without ``[DONE]`` or a finish reason
+- ``fake-tools``: one call of the first tool, arguments ``{"city": "Paris"}`` in three fragments
+
+Usage: prompt tokens = words in all message texts, completion tokens = chunks sent. ``GET /_stats``
+returns counters, including streams whose client disconnected.
+
+    python -m tests.fakes.openai_upstream --port 0 [--chunks N] [--chunk-delay S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+__all__ = ("FakeUpstreamSettings", "RunningFakeUpstream", "create_app")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class FakeUpstreamSettings(msgspec.Struct):
+    chunks: int = 20
+    chunk_delay_s: float = 0.0
+    slow_first_token_s: float = 2.0
+
+
+class _Part(msgspec.Struct):
+    type: str = "text"
+    text: str = ""
+
+
+class _Message(msgspec.Struct):
+    role: str = "user"
+    content: str | list[_Part] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class _Function(msgspec.Struct):
+    name: str
+
+
+class _Tool(msgspec.Struct):
+    function: _Function
+
+
+class _StreamOptions(msgspec.Struct):
+    include_usage: bool = False
+
+
+class _Request(msgspec.Struct):
+    model: str
+    messages: list[_Message]
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+    tools: list[_Tool] | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(_Request)
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    }
+
+
+def _error(status: int, message: str) -> bytes:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return _encoder.encode({"error": {"message": message, "type": kind, "param": None, "code": f"fake_{status}"}})
+
+
+class FakeUpstream:
+    """The ASGI app."""
+
+    def __init__(self, settings: FakeUpstreamSettings) -> None:
+        self.settings = settings
+        self.stats = {"requests": 0, "streams": 0, "disconnects": 0}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        path, method = scope["path"], scope["method"]
+        if method == "GET" and path == "/_stats":
+            await self._reply(send, 200, _encoder.encode(self.stats))
+        elif method == "GET" and path.endswith("/models"):
+            names = ["fake-model", "fake-echo", "fake-slow", "fake-stall", "fake-tools", "fake-midstream-error"]
+            data = [{"id": n, "object": "model", "created": 0, "owned_by": "fake"} for n in names]
+            await self._reply(send, 200, _encoder.encode({"object": "list", "data": data}))
+        elif method == "POST" and path.endswith("/chat/completions"):
+            await self._chat(receive, send)
+        else:
+            await self._reply(send, 404, _error(404, f"no route {method} {path}"))
+
+    async def _reply(self, send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] = []) -> None:  # noqa: B006
+        headers = [(b"content-type", b"application/json"), (b"x-request-id", b"req_fake"), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _chat(self, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.stats["requests"] += 1
+        try:
+            request = _decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            await self._reply(send, 400, _error(400, f"bad request: {exc}"))
+            return
+        model = request.model
+        if model.startswith("fake-error-"):
+            status = int(model.removeprefix("fake-error-"))
+            extra = [(b"retry-after", b"1")] if status == 429 else []
+            await self._reply(send, status, _error(status, f"fake upstream error {status}"), extra)
+            return
+        if model == "fake-slow":
+            await asyncio.sleep(self.settings.slow_first_token_s)
+        prompt_tokens = sum(len(m.text().split()) for m in request.messages)
+        if request.stream:
+            await self._stream(request, prompt_tokens, receive, send)
+        else:
+            await self._complete(request, prompt_tokens, send)
+
+    def _pieces(self, request: _Request) -> list[str]:
+        if request.model == "fake-echo":
+            text = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
+            return [text[i : i + 8] for i in range(0, len(text), 8)]
+        n = self.settings.chunks
+        return [f"chunk{i}" + (" " if i < n - 1 else "") for i in range(n)]
+
+    def _base(self, request: _Request) -> dict[str, Any]:
+        return {"id": "chatcmpl-fake", "created": int(time.time()), "model": request.model}
+
+    async def _complete(self, request: _Request, prompt_tokens: int, send: Send) -> None:
+        if request.model == "fake-tools" and request.tools:
+            call = {"id": "call_fake", "type": "function", "function": {"name": request.tools[0].function.name, "arguments": '{"city": "Paris"}'}}
+            message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+            finish, completion = "tool_calls", 3
+        else:
+            pieces = self._pieces(request)
+            message, finish, completion = {"role": "assistant", "content": "".join(pieces)}, "stop", len(pieces)
+        body = {
+            **self._base(request),
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "usage": _usage(prompt_tokens, completion),
+        }
+        await self._reply(send, 200, _encoder.encode(body))
+
+    def _chunks(self, request: _Request) -> tuple[list[dict[str, Any]], str]:
+        if request.model == "fake-tools" and request.tools:
+            name = request.tools[0].function.name
+            first = {"index": 0, "id": "call_fake", "type": "function", "function": {"name": name, "arguments": ""}}
+            deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None, "tool_calls": [first]}]
+            for fragment in ('{"city', '": "Par', 'is"}'):
+                deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]})
+            return deltas, "tool_calls"
+        pieces = self._pieces(request)
+        return [{"role": "assistant", "content": ""}, *({"content": piece} for piece in pieces)], "stop"
+
+    async def _stream(self, request: _Request, prompt_tokens: int, receive: Receive, send: Send) -> None:
+        self.stats["streams"] += 1
+        gone = asyncio.Event()
+
+        async def listen() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        listener = asyncio.create_task(listen())
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-request-id", b"req_fake")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        usage_null = {"usage": None} if request.stream_options and request.stream_options.include_usage else {}
+        base = {**self._base(request), "object": "chat.completion.chunk"}
+
+        async def chunk(payload: dict[str, Any], more: bool = True) -> None:
+            await send({"type": "http.response.body", "body": b"data: " + _encoder.encode(payload) + b"\n\n", "more_body": more})
+
+        try:
+            deltas, finish = self._chunks(request)
+            for number, delta in enumerate(deltas):
+                if self.settings.chunk_delay_s and number:
+                    await asyncio.sleep(self.settings.chunk_delay_s)
+                await chunk({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}], **usage_null})
+                if request.model == "fake-stall" and number == 2:
+                    await gone.wait()
+                    self.stats["disconnects"] += 1
+                    return
+                if request.model == "fake-midstream-error" and number == 3:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+            await chunk({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}], **usage_null})
+            if usage_null:
+                await chunk({**base, "choices": [], "usage": _usage(prompt_tokens, len(deltas) - 1)})
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+        finally:
+            listener.cancel()
+
+
+def create_app(settings: FakeUpstreamSettings) -> FakeUpstream:
+    return FakeUpstream(settings)
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--chunks", type=int, default=20)
+    parser.add_argument("--chunk-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    settings = FakeUpstreamSettings(chunks=args.chunks, chunk_delay_s=args.chunk_delay)
+    config = uvicorn.Config(
+        create_app(settings), loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    print(f"LISTENING {sock.getsockname()[1]}", flush=True)
+    server.run(sockets=[sock])
+
+
+class RunningFakeUpstream:
+    """The fake as a subprocess; ``base_url`` ends in ``/v1``."""
+
+    def __init__(self, *, chunks: int = 20, chunk_delay_s: float = 0.0) -> None:
+        self._args = ["--chunks", str(chunks), "--chunk-delay", str(chunk_delay_s)]
+        self._process: subprocess.Popen[str] | None = None
+        self.root_url = ""
+        self.base_url = ""
+
+    def __enter__(self) -> RunningFakeUpstream:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", "0", *self._args],
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line.startswith("LISTENING"):
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"fake upstream did not start: {line!r}")
+        self.root_url = f"http://127.0.0.1:{line.split()[1]}"
+        self.base_url = f"{self.root_url}/v1"
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            with contextlib.suppress(OSError):
+                process.stdout.close()
+
+
+if __name__ == "__main__":
+    main()

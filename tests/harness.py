@@ -1,0 +1,95 @@
+"""Starting the gateway's real processes for end-to-end tests and the benchmark.
+
+``GatewayProcesses`` runs ``aiapi api`` and ``aiapi worker`` as separate OS processes against a given
+Redis, with a config file written from the channels given, and stops them afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+__all__ = ("GatewayProcesses", "free_port")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class GatewayProcesses:
+    """An API process and ``workers`` worker processes, configured by ``config_toml``."""
+
+    def __init__(
+        self, *, redis_url: str, config_toml: str, workers: int = 1, env: dict[str, str] | None = None
+    ) -> None:
+        self.redis_url = redis_url
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._workers = workers
+        self._dir = tempfile.TemporaryDirectory(prefix="aiapi-e2e-")
+        self.config_path = Path(self._dir.name) / "aiapi.toml"
+        self.config_path.write_text(config_toml, encoding="utf-8")
+        self._env = {**os.environ, "REDIS_URL": redis_url, "AIAPI_CONFIG": str(self.config_path), **(env or {})}
+        self.api: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        with (Path(self._dir.name) / f"{args[0]}-{len(self.workers)}.log").open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", *args], cwd=REPO, env=self._env, stdout=log, stderr=log
+            )
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        worker = self._spawn("worker")
+        self.workers.append(worker)
+        return worker
+
+    def start(self) -> GatewayProcesses:
+        for _ in range(self._workers):
+            self.start_worker()
+        self.api = self._spawn("api", "--port", str(self.port))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the API did not come up:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in Path(self._dir.name).glob("*.log")
+        )
+
+    def stop(self) -> None:
+        for process in [*self.workers, *([self.api] if self.api else [])]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [*self.workers, *([self.api] if self.api else [])]:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._dir.cleanup()
+
+    def __enter__(self) -> GatewayProcesses:
+        return self.start()
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.stop()

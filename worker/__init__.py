@@ -1,0 +1,1 @@
+"""The worker role: takes generation jobs off the queue, calls providers, reports events."""

@@ -1,0 +1,74 @@
+"""Numbering a generation's events and writing them to Redis without stalling the provider.
+
+``send`` returns at once; a background flush writes whatever has accumulated in one ``emit.lua`` call
+(append to the log, publish, all fenced by the lease). Under load this batches events naturally; when
+idle each event goes out alone, immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from shared.events import Envelope, GenerationEvent, encode_envelope
+from worker.lease import LeaseLost
+
+if TYPE_CHECKING:
+    from shared.keys import GenerationKeys
+    from shared.scripts import Scripts
+
+__all__ = ("EventEmitter",)
+
+_BACKLOG_LIMIT = 256
+"""Pending events beyond which ``send`` waits for Redis, so a stalled Redis cannot grow memory."""
+
+
+class EventEmitter:
+    def __init__(
+        self,
+        scripts: Scripts,
+        keys: GenerationKeys,
+        *,
+        generation_id: str,
+        token: str,
+        channel: str,
+        ttl_s: int,
+    ) -> None:
+        self._scripts = scripts
+        self._keys = [keys.events, keys.lease]
+        self._generation_id = generation_id
+        self._head: list[str | int] = [token, ttl_s * 1000, channel]
+        self._pending: list[tuple[int, bytes]] = []
+        self._seq = 0
+        self._flusher: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    async def send(self, event: GenerationEvent) -> None:
+        if self._failure is not None:
+            raise self._failure
+        self._pending.append((self._seq, encode_envelope(Envelope(self._generation_id, self._seq, event))))
+        self._seq += 1
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        if len(self._pending) > _BACKLOG_LIMIT:
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until everything sent so far is in Redis; raise what stopped it if it could not be."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+        if self._failure is not None:
+            raise self._failure
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                args: list[str | int | bytes] = [*self._head, b"[" + b",".join(data for _, data in batch) + b"]"]
+                for seq, data in batch:
+                    args += (seq, data)
+                if not await self._scripts.emit(keys=self._keys, args=args):
+                    raise LeaseLost(self._generation_id)
+        except Exception as exc:  # surfaced to the sender by send() and drain()
+            self._failure = exc
+            self._pending.clear()

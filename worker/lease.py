@@ -1,0 +1,71 @@
+"""A generation's lease: which worker runs it, kept alive by a heartbeat, fenced on loss.
+
+The lease key holds the running worker's token with a TTL. Taking it is what makes a generation run
+once even if arq delivers the job twice; renewing it proves the worker alive to the API; every event
+write checks it (see ``emit.lua``), so a worker that lost it can no longer publish anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from shared.keys import GenerationKeys
+    from shared.scripts import Scripts
+
+__all__ = ("Acquired", "GenerationLease", "LeaseLost")
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """This worker no longer holds the generation's lease; another may run it."""
+
+
+class Acquired(enum.IntEnum):
+    TAKEN = 1
+    HELD_ELSEWHERE = 0
+    CANCELLED = -1
+
+
+class GenerationLease:
+    def __init__(self, scripts: Scripts, keys: GenerationKeys, token: str, ttl_s: float) -> None:
+        self._scripts = scripts
+        self._keys = keys
+        self.token = token
+        self._ttl_ms = int(ttl_s * 1000)
+
+    async def acquire(self) -> Acquired:
+        result = await self._scripts.acquire(
+            keys=[self._keys.lease, self._keys.cancel], args=[self.token, self._ttl_ms]
+        )
+        return Acquired(int(result))
+
+    async def keep(self, on_stop: Callable[[str], None]) -> None:
+        """Renew every third of the TTL until cancelled; call ``on_stop(reason)`` if the run must end."""
+        interval = self._ttl_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                state = await self._scripts.renew(
+                    keys=[self._keys.lease, self._keys.cancel], args=[self.token, self._ttl_ms]
+                )
+            except RedisError as exc:
+                # Keep trying: the lease survives one missed renewal, and Redis may be back in a moment.
+                log.warning("lease renewal failed: %s", exc)
+                continue
+            if state == 0:
+                on_stop("lease_lost")
+                return
+            if state == 2:
+                on_stop("cancelled")
+                return
+
+    async def release(self) -> None:
+        await self._scripts.release(keys=[self._keys.lease], args=[self.token])

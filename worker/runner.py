@@ -1,0 +1,141 @@
+"""Running one generation: lease, provider call, events, and a terminal event whatever happens.
+
+Every generation the worker starts ends with exactly one terminal event (``finished`` or ``failed``) in
+its log, unless the worker lost the lease (then the new holder, or the API's liveness check, speaks for
+it) or Redis itself is gone (then the API reports the worker lost once the lease expires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from shared.errors import ClientClosed, GatewayError, InternalError, ModelNotFound, ServiceUnavailable
+from shared.events import Failed, Started
+from shared.keys import GenerationKeys
+from worker.emitter import EventEmitter
+from worker.lease import Acquired, GenerationLease, LeaseLost
+
+if TYPE_CHECKING:
+    from shared.catalog import Catalog
+    from shared.config import Settings
+    from shared.generation import GenerationRequest
+    from shared.scripts import Scripts
+    from worker.providers import Provider
+
+__all__ = ("GenerationRunner",)
+
+log = logging.getLogger(__name__)
+
+_STOP_ERRORS: dict[str, GatewayError] = {
+    "cancelled": ClientClosed("The request was cancelled."),
+    "shutdown": ServiceUnavailable("The worker shut down before the generation finished.", code="worker_shutdown"),
+}
+
+
+class GenerationRunner:
+    def __init__(
+        self,
+        *,
+        scripts: Scripts,
+        settings: Settings,
+        catalog: Catalog,
+        providers: dict[str, Provider],
+        worker_id: str,
+    ) -> None:
+        self._scripts = scripts
+        self._settings = settings
+        self._catalog = catalog
+        self._providers = providers
+        self.worker_id = worker_id
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._stop_reasons: dict[str, str] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def cancel(self, generation_id: str, reason: str = "cancelled") -> bool:
+        """Stop a generation running in this process; the provider call is cancelled with it."""
+        task = self._running.get(generation_id)
+        if task is None:
+            return False
+        self._stop_reasons.setdefault(generation_id, reason)
+        task.cancel()
+        return True
+
+    async def run(self, request: GenerationRequest) -> None:
+        keys = GenerationKeys(request.id)
+        lease = GenerationLease(self._scripts, keys, f"{self.worker_id}:{os.urandom(6).hex()}", self._lease_ttl)
+        acquired = await lease.acquire()
+        if acquired is not Acquired.TAKEN:
+            log.info("generation %s not started: %s", request.id, acquired.name.lower())
+            return
+        emitter = EventEmitter(
+            self._scripts,
+            keys,
+            generation_id=request.id,
+            token=lease.token,
+            channel=request.reply_to,
+            ttl_s=self._settings.relay.event_ttl_s,
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[request.id] = task
+
+        def stop(reason: str) -> None:
+            self.cancel(request.id, reason)
+
+        heartbeat = asyncio.create_task(lease.keep(stop))
+        try:
+            await self._generate(request, emitter)
+        except asyncio.CancelledError:
+            reason = self._stop_reasons.get(request.id, "shutdown")
+            if reason != "lease_lost":
+                await asyncio.shield(self._fail(request, emitter, _STOP_ERRORS[reason]))
+        finally:
+            heartbeat.cancel()
+            self._running.pop(request.id, None)
+            self._stop_reasons.pop(request.id, None)
+            await asyncio.shield(self._release(lease))
+
+    @property
+    def _lease_ttl(self) -> float:
+        return self._settings.worker.lease_ttl_s
+
+    async def _generate(self, request: GenerationRequest, emitter: EventEmitter) -> None:
+        try:
+            await emitter.send(Started(self.worker_id))
+            routes = self._catalog.routes(request.model)
+            if not routes:
+                raise ModelNotFound(request.model)
+            route = routes[0]
+            provider = self._providers[route.channel.name]
+            async for output in provider.stream(request, route.upstream_model):
+                await emitter.send(output)
+            await emitter.drain()
+        except GatewayError as error:
+            await self._fail(request, emitter, error)
+        except (LeaseLost, RedisError) as exc:
+            log.warning("generation %s abandoned: %r", request.id, exc)
+        except Exception:
+            log.exception("generation %s failed", request.id)
+            await self._fail(request, emitter, InternalError("The gateway failed while generating."))
+
+    async def _fail(self, request: GenerationRequest, emitter: EventEmitter, error: GatewayError) -> None:
+        log.info("generation %s failed: %s %s", request.id, error.status, error.message)
+        try:
+            await emitter.send(Failed(error.info()))
+            await emitter.drain()
+        except (LeaseLost, RedisError) as exc:
+            log.warning("generation %s: could not report failure: %r", request.id, exc)
+
+    async def _release(self, lease: GenerationLease) -> None:
+        try:
+            await lease.release()
+        except RedisError as exc:
+            log.warning("lease release failed (it will expire): %s", exc)
