@@ -96,7 +96,7 @@ def _tools(tools: list[wire.ChatTool] | None) -> list[FunctionTool]:
             FunctionTool(
                 f.name,
                 None if f.description is UNSET else f.description,
-                None if f.parameters is UNSET else f.parameters,
+                f.parameters,
                 None if f.strict is UNSET else f.strict,
             )
         )
@@ -140,7 +140,7 @@ def to_generation(
         seed=None if request.seed is UNSET else request.seed,
         presence_penalty=None if request.presence_penalty is UNSET else request.presence_penalty,
         frequency_penalty=None if request.frequency_penalty is UNSET else request.frequency_penalty,
-        response_format=None if request.response_format is UNSET else request.response_format,
+        response_format=request.response_format,
         reasoning_effort=None if request.reasoning_effort is UNSET else request.reasoning_effort,
         parallel_tool_calls=None if request.parallel_tool_calls is UNSET else request.parallel_tool_calls,
         user=None if request.user is UNSET else request.user,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 __all__ = (
     "ClientInfo",
@@ -67,7 +68,7 @@ class Message(msgspec.Struct):
 class FunctionTool(msgspec.Struct):
     name: str
     description: str | None = None
-    parameters: msgspec.Raw | None = None
+    parameters: msgspec.Raw | UnsetType = UNSET
     """The JSON Schema of the arguments, kept encoded."""
     strict: bool | None = None
 
@@ -88,7 +89,7 @@ class Sampling(msgspec.Struct):
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    response_format: msgspec.Raw | None = None
+    response_format: msgspec.Raw | UnsetType = UNSET
     """An OpenAI Chat ``response_format`` object, passed on as it came."""
     reasoning_effort: str | None = None
     parallel_tool_calls: bool | None = None

@@ -174,7 +174,7 @@ class ChatCompletionRequest(msgspec.Struct):
     seed: int | UnsetType | None = UNSET
     presence_penalty: float | UnsetType | None = UNSET
     frequency_penalty: float | UnsetType | None = UNSET
-    response_format: msgspec.Raw | UnsetType | None = UNSET
+    response_format: msgspec.Raw | UnsetType = UNSET
     reasoning_effort: str | UnsetType | None = UNSET
     parallel_tool_calls: bool | UnsetType | None = UNSET
     user: str | UnsetType | None = UNSET

@@ -6,6 +6,7 @@ Redis, with a config file written from the channels given, and stops them afterw
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -23,6 +24,9 @@ __all__ = ("GatewayProcesses", "free_port")
 REPO = Path(__file__).resolve().parent.parent
 
 
+_databases = itertools.count(1)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -31,19 +35,22 @@ def free_port() -> int:
 
 
 class GatewayProcesses:
-    """An API process and ``workers`` worker processes, configured by ``config_toml``."""
+    """An API process and ``workers`` worker processes, configured by ``config_toml``.
+
+    Each instance uses its own Redis database, so workers of one never take jobs queued by another.
+    """
 
     def __init__(
         self, *, redis_url: str, config_toml: str, workers: int = 1, env: dict[str, str] | None = None
     ) -> None:
-        self.redis_url = redis_url
+        self.redis_url = f"{redis_url.rsplit('/', 1)[0]}/{next(_databases) % 16}"
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._workers = workers
         self._dir = tempfile.TemporaryDirectory(prefix="aiapi-e2e-")
         self.config_path = Path(self._dir.name) / "aiapi.toml"
         self.config_path.write_text(config_toml, encoding="utf-8")
-        self._env = {**os.environ, "REDIS_URL": redis_url, "AIAPI_CONFIG": str(self.config_path), **(env or {})}
+        self._env = {**os.environ, "REDIS_URL": self.redis_url, "AIAPI_CONFIG": str(self.config_path), **(env or {})}
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
 

@@ -15,6 +15,7 @@ import os
 import socket
 from typing import Any
 
+import msgspec
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
@@ -36,7 +37,12 @@ log = logging.getLogger(__name__)
 async def generate(ctx: dict[str, Any], payload: bytes) -> None:
     """The arq job: run one generation. It never raises, so arq never retries it."""
     runner: GenerationRunner = ctx["runner"]
-    await runner.run(decode_request(payload))
+    try:
+        request = decode_request(payload)
+    except msgspec.DecodeError as exc:
+        await runner.reject(ctx["job_id"], f"The worker could not read the request ({exc}).")
+        return
+    await runner.run(request)
 
 
 class GatewayWorker(Worker):

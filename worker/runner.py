@@ -68,6 +68,26 @@ class GenerationRunner:
         task.cancel()
         return True
 
+    async def reject(self, generation_id: str, message: str) -> None:
+        """Fail a generation whose request cannot be run at all (e.g. an API newer than this worker).
+
+        Its reply channel is unknown, so the failure goes to the log only; the API finds it there at
+        its next idle check.
+        """
+        keys = GenerationKeys(generation_id)
+        lease = GenerationLease(self._scripts, keys, f"{self.worker_id}:{os.urandom(6).hex()}", self._lease_ttl)
+        if await lease.acquire() is not Acquired.TAKEN:
+            return
+        emitter = EventEmitter(
+            self._scripts, keys, generation_id=generation_id, token=lease.token, channel="", ttl_s=self._event_ttl
+        )
+        log.error("generation %s rejected: %s", generation_id, message)
+        try:
+            await emitter.send(Failed(InternalError(message, code="unreadable_request").info()))
+            await emitter.drain()
+        finally:
+            await self._release(lease)
+
     async def run(self, request: GenerationRequest) -> None:
         keys = GenerationKeys(request.id)
         lease = GenerationLease(self._scripts, keys, f"{self.worker_id}:{os.urandom(6).hex()}", self._lease_ttl)
@@ -81,7 +101,7 @@ class GenerationRunner:
             generation_id=request.id,
             token=lease.token,
             channel=request.reply_to,
-            ttl_s=self._settings.relay.event_ttl_s,
+            ttl_s=self._event_ttl,
         )
         task = asyncio.current_task()
         assert task is not None
@@ -102,6 +122,10 @@ class GenerationRunner:
             self._running.pop(request.id, None)
             self._stop_reasons.pop(request.id, None)
             await asyncio.shield(self._release(lease))
+
+    @property
+    def _event_ttl(self) -> int:
+        return self._settings.relay.event_ttl_s
 
     @property
     def _lease_ttl(self) -> float:

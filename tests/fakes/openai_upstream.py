@@ -170,7 +170,11 @@ class FakeUpstream:
 
     async def _complete(self, request: _Request, prompt_tokens: int, send: Send) -> None:
         if request.model == "fake-tools" and request.tools:
-            call = {"id": "call_fake", "type": "function", "function": {"name": request.tools[0].function.name, "arguments": '{"city": "Paris"}'}}
+            call = {
+                "id": "call_fake",
+                "type": "function",
+                "function": {"name": request.tools[0].function.name, "arguments": '{"city": "Paris"}'},
+            }
             message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
             finish, completion = "tool_calls", 3
         else:
@@ -205,20 +209,36 @@ class FakeUpstream:
             gone.set()
 
         listener = asyncio.create_task(listen())
-        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-request-id", b"req_fake")]
+        headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache"),
+            (b"x-request-id", b"req_fake"),
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         usage_null = {"usage": None} if request.stream_options and request.stream_options.include_usage else {}
         base = {**self._base(request), "object": "chat.completion.chunk"}
 
         async def chunk(payload: dict[str, Any], more: bool = True) -> None:
-            await send({"type": "http.response.body", "body": b"data: " + _encoder.encode(payload) + b"\n\n", "more_body": more})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + _encoder.encode(payload) + b"\n\n",
+                    "more_body": more,
+                }
+            )
 
         try:
             deltas, finish = self._chunks(request)
             for number, delta in enumerate(deltas):
                 if self.settings.chunk_delay_s and number:
                     await asyncio.sleep(self.settings.chunk_delay_s)
-                await chunk({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}], **usage_null})
+                await chunk(
+                    {
+                        **base,
+                        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}],
+                        **usage_null,
+                    }
+                )
                 if request.model == "fake-stall" and number == 2:
                     await gone.wait()
                     self.stats["disconnects"] += 1
@@ -226,7 +246,13 @@ class FakeUpstream:
                 if request.model == "fake-midstream-error" and number == 3:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                     return
-            await chunk({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}], **usage_null})
+            await chunk(
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}],
+                    **usage_null,
+                }
+            )
             if usage_null:
                 await chunk({**base, "choices": [], "usage": _usage(prompt_tokens, len(deltas) - 1)})
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
@@ -285,7 +311,9 @@ class RunningFakeUpstream:
         self.base_url = f"{self.root_url}/v1"
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         process, self._process = self._process, None
         if process is None:
             return

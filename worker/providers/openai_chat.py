@@ -164,9 +164,7 @@ def _unset_none(value: _T | None) -> _T | UnsetType:
 def build_upstream_request(request: GenerationRequest, model: str) -> _UpstreamRequest:
     sampling = request.sampling
     tools = [
-        FunctionTool(
-            FunctionDefinition(t.name, _unset_none(t.description), _unset_none(t.parameters), _unset_none(t.strict))
-        )
+        FunctionTool(FunctionDefinition(t.name, _unset_none(t.description), t.parameters, _unset_none(t.strict)))
         for t in request.tools
     ]
     return _UpstreamRequest(
@@ -184,7 +182,7 @@ def build_upstream_request(request: GenerationRequest, model: str) -> _UpstreamR
         seed=_unset_none(sampling.seed),
         presence_penalty=_unset_none(sampling.presence_penalty),
         frequency_penalty=_unset_none(sampling.frequency_penalty),
-        response_format=_unset_none(sampling.response_format),
+        response_format=sampling.response_format,
         reasoning_effort=_unset_none(sampling.reasoning_effort),
         user=_unset_none(sampling.user),
     )

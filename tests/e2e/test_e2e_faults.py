@@ -1,0 +1,103 @@
+"""Faults through real processes: vanished clients, dead workers, no workers, graceful shutdown."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import gateway_config
+from tests.fakes.openai_upstream import RunningFakeUpstream
+from tests.harness import GatewayProcesses
+
+pytestmark = pytest.mark.e2e
+
+MESSAGES = [{"role": "user", "content": "go"}]
+SLOW_MOCK = """
+[[channels]]
+name = "slow"
+type = "mock"
+models = ["slow-mock"]
+tokens_per_second = {rate}
+reply = "{reply}"
+"""
+
+
+def _wait_for(predicate: object, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_client_disconnect_cancels_the_upstream_call(gateway: GatewayProcesses, upstream: RunningFakeUpstream) -> None:
+    before = httpx.get(f"{upstream.root_url}/_stats").json()["disconnects"]
+    with openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0) as sdk:
+        stream = sdk.chat.completions.create(model="fake-stall", messages=MESSAGES, stream=True)
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+        stream.close()
+    assert _wait_for(lambda: httpx.get(f"{upstream.root_url}/_stats").json()["disconnects"] > before, 3.0)
+
+
+def test_killed_worker_ends_the_stream_with_an_error(redis_url: str) -> None:
+    config = "[worker]\nlease_ttl_s = 2\n[relay]\nidle_check_s = 0.5\n" + SLOW_MOCK.format(
+        rate=5, reply=" ".join(["word"] * 100)
+    )
+    with GatewayProcesses(redis_url=redis_url, config_toml=config) as gateway:
+        with openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk:
+            stream = sdk.chat.completions.create(model="slow-mock", messages=MESSAGES, stream=True)
+            received = 0
+            started = time.monotonic()
+            with pytest.raises(openai.APIError, match="stopped before finishing"):
+                for chunk in stream:
+                    received += 1
+                    if received == 3:
+                        gateway.workers[0].send_signal(signal.SIGKILL)
+                        killed = time.monotonic()
+            assert time.monotonic() - killed < 6
+            assert time.monotonic() - started < 10
+
+
+def test_no_worker_means_503_not_a_hang(redis_url: str) -> None:
+    config = "[relay]\nqueue_timeout_s = 1.5\nidle_check_s = 0.3\n" + SLOW_MOCK.format(rate=0, reply="hi")
+    with GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0) as gateway:
+        with openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk:
+            started = time.monotonic()
+            with pytest.raises(openai.APIStatusError) as caught:
+                sdk.chat.completions.create(model="slow-mock", messages=MESSAGES)
+            assert caught.value.status_code == 503
+            assert time.monotonic() - started < 4
+            # A worker that starts later must not run the abandoned request.
+            worker = gateway.start_worker()
+            time.sleep(1.5)
+            assert worker.poll() is None
+
+
+def test_sigterm_lets_running_generations_finish(redis_url: str) -> None:
+    config = "[worker]\nshutdown_grace_s = 5\n" + SLOW_MOCK.format(rate=10, reply=" ".join(f"w{i}" for i in range(15)))
+    with GatewayProcesses(redis_url=redis_url, config_toml=config) as gateway:
+        with openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk:
+            text = []
+            for chunk in sdk.chat.completions.create(model="slow-mock", messages=MESSAGES, stream=True):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    text.append(chunk.choices[0].delta.content)
+                    if len(text) == 2:
+                        gateway.workers[0].send_signal(signal.SIGTERM)
+            assert "".join(text) == " ".join(f"w{i}" for i in range(15))
+        assert gateway.workers[0].wait(timeout=10) == 0
+
+
+def test_upstream_unreachable_is_502(redis_url: str) -> None:
+    with GatewayProcesses(redis_url=redis_url, config_toml=gateway_config("http://127.0.0.1:9/v1")) as gateway:
+        with openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0) as sdk:
+            with pytest.raises(openai.APIStatusError) as caught:
+                sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert caught.value.status_code == 502
+    assert caught.value.code == "upstream_unreachable"
