@@ -17,7 +17,7 @@ JOB_FUNCTION = "generate"
 """The name of the arq job function that runs one generation."""
 
 WAKE_CHANNEL = f"{PREFIX}:wake"
-"""Published on every enqueue so idle workers poll at once instead of after ``poll_delay``."""
+"""Carries the id of every job enqueued, so a worker starts it at once instead of at its next poll."""
 
 CANCEL_CHANNEL = f"{PREFIX}:cancel"
 """Carries generation ids to cancel; the durable cancel flag is :attr:`GenerationKeys.cancel`."""

@@ -52,5 +52,5 @@ async def enqueue_generation(redis: Redis, request: GenerationRequest, *, expire
     async with redis.pipeline(transaction=True) as pipe:
         pipe.psetex(job_key_prefix + request.id, int(expires_s * 1000), job)
         pipe.zadd(keys.QUEUE, {request.id: now_ms})
-        pipe.publish(keys.WAKE_CHANNEL, b"1")
+        pipe.publish(keys.WAKE_CHANNEL, request.id)
         await pipe.execute()

@@ -24,3 +24,4 @@ class Scripts:
         self.acquire: AsyncScript = redis.register_script(_source("acquire"))
         self.renew: AsyncScript = redis.register_script(_source("renew"))
         self.release: AsyncScript = redis.register_script(_source("release"))
+        self.claim: AsyncScript = redis.register_script(_source("claim"))
