@@ -8,6 +8,7 @@ import time
 import httpx
 import openai
 import pytest
+from redis import Redis
 
 from tests.e2e.conftest import gateway_config
 from tests.fakes.openai_upstream import RunningFakeUpstream
@@ -50,34 +51,40 @@ def test_killed_worker_ends_the_stream_with_an_error(redis_url: str) -> None:
     config = "[worker]\nlease_ttl_s = 2\n[relay]\nidle_check_s = 0.5\n" + SLOW_MOCK.format(
         rate=5, reply=" ".join(["word"] * 100)
     )
-    with GatewayProcesses(redis_url=redis_url, config_toml=config) as gateway:
-        with openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk:
-            stream = sdk.chat.completions.create(model="slow-mock", messages=MESSAGES, stream=True)
-            received = 0
-            started = time.monotonic()
-            with pytest.raises(openai.APIError, match="stopped before finishing"):
-                for chunk in stream:
-                    received += 1
-                    if received == 3:
-                        gateway.workers[0].send_signal(signal.SIGKILL)
-                        killed = time.monotonic()
-            assert time.monotonic() - killed < 6
-            assert time.monotonic() - started < 10
+    with (
+        GatewayProcesses(redis_url=redis_url, config_toml=config) as gateway,
+        openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk,
+    ):
+        stream = sdk.chat.completions.create(model="slow-mock", messages=MESSAGES, stream=True)
+        killed = None
+        with pytest.raises(openai.APIError, match="stopped before finishing"):
+            for received, _ in enumerate(stream, start=1):
+                if received == 3:
+                    gateway.workers[0].send_signal(signal.SIGKILL)
+                    killed = time.monotonic()
+        assert killed is not None and time.monotonic() - killed < 6
 
 
 def test_no_worker_means_503_not_a_hang(redis_url: str) -> None:
     config = "[relay]\nqueue_timeout_s = 1.5\nidle_check_s = 0.3\n" + SLOW_MOCK.format(rate=0, reply="hi")
-    with GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0) as gateway:
-        with openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk:
-            started = time.monotonic()
-            with pytest.raises(openai.APIStatusError) as caught:
-                sdk.chat.completions.create(model="slow-mock", messages=MESSAGES)
-            assert caught.value.status_code == 503
-            assert time.monotonic() - started < 4
-            # A worker that starts later must not run the abandoned request.
-            worker = gateway.start_worker()
-            time.sleep(1.5)
-            assert worker.poll() is None
+    with (
+        GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0) as gateway,
+        openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk,
+    ):
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as caught:
+            sdk.chat.completions.create(model="slow-mock", messages=MESSAGES)
+        assert caught.value.status_code == 503
+        assert time.monotonic() - started < 4
+        # The abandoned request was cancelled: a worker that starts now must not run it.
+        redis = Redis.from_url(gateway.redis_url)
+        cancelled = redis.keys("aiapi:{*}:cancel")
+        assert len(cancelled) == 1
+        gateway.start_worker()
+        time.sleep(1.5)
+        generation = cancelled[0].decode().split("{")[1].split("}")[0]
+        assert redis.xlen(f"aiapi:{{{generation}}}:events") == 0
+        redis.close()
 
 
 def test_sigterm_lets_running_generations_finish(redis_url: str) -> None:
@@ -95,9 +102,11 @@ def test_sigterm_lets_running_generations_finish(redis_url: str) -> None:
 
 
 def test_upstream_unreachable_is_502(redis_url: str) -> None:
-    with GatewayProcesses(redis_url=redis_url, config_toml=gateway_config("http://127.0.0.1:9/v1")) as gateway:
-        with openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0) as sdk:
-            with pytest.raises(openai.APIStatusError) as caught:
-                sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
+    with (
+        GatewayProcesses(redis_url=redis_url, config_toml=gateway_config("http://127.0.0.1:9/v1")) as gateway,
+        openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0) as sdk,
+        pytest.raises(openai.APIStatusError) as caught,
+    ):
+        sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
     assert caught.value.status_code == 502
     assert caught.value.code == "upstream_unreachable"

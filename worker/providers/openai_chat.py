@@ -234,7 +234,7 @@ class _ChunkTranslator:
 
 
 class OpenAIChatProvider:
-    def __init__(self, channel: OpenAIChannel) -> None:
+    def __init__(self, channel: OpenAIChannel, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._channel = channel
         headers = dict(channel.headers)
         api_key = channel.resolved_api_key()
@@ -245,6 +245,7 @@ class OpenAIChatProvider:
             headers=headers,
             timeout=httpx.Timeout(channel.timeout_s, connect=channel.connect_timeout_s),
             limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64),
+            transport=transport,
         )
 
     async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[ProviderOutput]:

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.catalog import Catalog
+from shared.config import ConfigError, MockChannel, ModelAlias, OpenAIChannel, load_settings
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "aiapi.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_serve_the_mock_model() -> None:
+    settings = load_settings(environ={})
+    assert settings.redis.url is None
+    assert [c.name for c in settings.channels] == ["mock"]
+    assert Catalog(settings).models() == [("mock-1", "mock")]
+
+
+def test_file_and_environment(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[server]\nport = 9000\n[redis]\nurl = "redis://file"\n')
+    settings = load_settings(path, environ={"REDIS_URL": "redis://env/1", "AIAPI_HOST": "0.0.0.0"})
+    assert settings.server.port == 9000
+    assert settings.server.host == "0.0.0.0"
+    assert settings.redis.url == "redis://env/1"
+    assert load_settings(environ={"AIAPI_CONFIG": str(path), "AIAPI_PORT": "9100"}).server.port == 9100
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nport = 'x'\n", "Expected `int`, got `str` - at `server.port`"),
+        ("[server]\nprot = 1\n", "unknown field `prot` - at `server`"),
+        ("[[channels]]\nname='a'\ntype='nope'\nmodels=['m']\n", "Invalid value 'nope' - at `channels[0].type`"),
+        (
+            "[[channels]]\nname='a'\ntype='mock'\nmodels=['m']\n[[channels]]\nname='a'\ntype='mock'\nmodels=['n']\n",
+            "duplicate channel names: a",
+        ),
+        ("[[channels]]\nname='a'\ntype='openai'\nbase_url='ftp://x'\nmodels=['m']\n", "base_url must start with http"),
+        ("[[channels]]\nname='a'\ntype='mock'\nmodels=[]\n", "lists no models"),
+        ("[server\n", "invalid TOML"),
+    ],
+)
+def test_invalid_configuration_names_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"aiapi\.toml") as caught:
+        load_settings(_write(tmp_path, text), environ={})
+    assert message in str(caught.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "absent.toml", environ={})
+
+
+def test_aliases_map_to_upstream_names() -> None:
+    channel = OpenAIChannel(name="o", base_url="http://x", models=["a", ModelAlias(name="b", upstream="real-b")])
+    assert channel.model_map() == {"a": "a", "b": "real-b"}
+
+
+def test_catalog_orders_routes_by_priority_and_skips_keyless_channels(caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(environ={})
+    settings = type(settings)(
+        channels=[
+            MockChannel(name="second", models=["m"], priority=5),
+            MockChannel(name="first", models=["m"], priority=1),
+            OpenAIChannel(name="keyless", base_url="http://x", models=["k"], api_key_env="AIAPI_TEST_UNSET_KEY"),
+        ]
+    )
+    catalog = Catalog(settings)
+    assert [route.channel.name for route in catalog.routes("m")] == ["first", "second"]
+    assert "k" not in catalog
+    assert "AIAPI_TEST_UNSET_KEY" in caplog.text
+    assert [c.name for c in catalog.channels()] == ["first", "second"]

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Any
+
+import fakeredis
+from arq.jobs import deserialize_job
+
+from shared import keys
+from shared.generation import GenerationRequest, Message, TextPart, decode_request
+from shared.queue import deserialize_job as deserializer
+from shared.queue import enqueue_generation
+
+
+async def _next_message(pubsub: Any) -> dict[str, Any]:
+    """The next published message, skipping subscription confirmations."""
+    for _ in range(50):
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if message is not None:
+            return message  # type: ignore[no-any-return]
+    raise AssertionError("no message published")
+
+
+async def test_enqueue_writes_an_arq_job_and_wakes_workers(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    request = GenerationRequest("gen1", "req", "m", [Message("user", [TextPart("hi")])], "reply", 1)
+    pubsub = fake_redis.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(keys.WAKE_CHANNEL)
+    await enqueue_generation(fake_redis, request, expires_s=30)
+    assert await fake_redis.zscore(keys.QUEUE, "gen1") is not None
+    assert 0 < await fake_redis.pttl("arq:job:gen1") <= 30000
+    job = deserialize_job(await fake_redis.get("arq:job:gen1"), deserializer=deserializer)
+    assert job.function == keys.JOB_FUNCTION
+    assert decode_request(job.args[0]) == request
+    assert (await _next_message(pubsub))["data"] == b"gen1"
+    await pubsub.aclose()

@@ -1,0 +1,53 @@
+"""The Lua scripts, on fakeredis: lease, fencing, emit, claim."""
+
+from __future__ import annotations
+
+import fakeredis
+
+from shared.keys import GenerationKeys
+from shared.scripts import Scripts
+
+
+async def test_lease_acquire_renew_release_and_fencing(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    scripts, keys = Scripts(fake_redis), GenerationKeys("g1")
+    lease_keys = [keys.lease, keys.cancel]
+    assert await scripts.acquire(keys=lease_keys, args=["a", 5000]) == 1
+    assert await scripts.acquire(keys=lease_keys, args=["b", 5000]) == 0
+    assert await scripts.renew(keys=lease_keys, args=["a", 5000]) == 1
+    assert await scripts.renew(keys=lease_keys, args=["b", 5000]) == 0
+    await fake_redis.set(keys.cancel, 1)
+    assert await scripts.renew(keys=lease_keys, args=["a", 5000]) == 2
+    assert await scripts.release(keys=[keys.lease], args=["b"]) == 0
+    assert await scripts.release(keys=[keys.lease], args=["a"]) == 1
+    assert await scripts.acquire(keys=lease_keys, args=["c", 5000]) == -1
+
+
+async def test_emit_appends_publishes_and_refuses_when_fenced(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    scripts, keys = Scripts(fake_redis), GenerationKeys("g2")
+    await fake_redis.set(keys.lease, "owner")
+    pubsub = fake_redis.pubsub()
+    await pubsub.subscribe("relay")
+    assert (
+        await scripts.emit(keys=[keys.events, keys.lease], args=["owner", 60000, "relay", b"[a,b]", 0, b"a", 1, b"b"])
+        == 1
+    )
+    entries = await fake_redis.xrange(keys.events)
+    assert [(entry_id, fields[b"e"]) for entry_id, fields in entries] == [(b"0-1", b"a"), (b"0-2", b"b")]
+    assert 0 < await fake_redis.pttl(keys.events) <= 60000
+    messages = [await pubsub.get_message(timeout=1) for _ in range(2)]
+    assert messages[1] is not None and messages[1]["data"] == b"[a,b]"
+    await fake_redis.set(keys.lease, "usurper")
+    assert await scripts.emit(keys=[keys.events, keys.lease], args=["owner", 60000, "relay", b"[c]", 2, b"c"]) == 0
+    assert await fake_redis.xlen(keys.events) == 2
+    await pubsub.aclose()
+
+
+async def test_claim_takes_a_queued_job_once(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    scripts = Scripts(fake_redis)
+    await fake_redis.zadd("q", {"job": 1000})
+    claim = {"keys": ["arq:in-progress:job", "q"], "args": ["job", 2000, 30000]}
+    assert float(await scripts.claim(**claim)) == 1000
+    assert await scripts.claim(**claim) is None
+    await fake_redis.zadd("q", {"later": 5000})
+    assert await scripts.claim(keys=["arq:in-progress:later", "q"], args=["later", 2000, 30000]) is None
+    assert await scripts.claim(keys=["arq:in-progress:gone", "q"], args=["gone", 2000, 30000]) is None

@@ -1,0 +1,132 @@
+"""The runner, emitter and lease together on fakeredis, with the mock provider."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import fakeredis
+
+from shared.catalog import Catalog
+from shared.config import MockChannel, Settings, WorkerConfig
+from shared.errors import UpstreamError
+from shared.events import Envelope, Failed, Finished, Started, TextDelta, Usage, decode_envelope
+from shared.generation import GenerationRequest, Message, TextPart
+from shared.keys import GenerationKeys
+from shared.scripts import Scripts
+from worker.emitter import EventEmitter
+from worker.lease import LeaseLost
+from worker.providers import Provider, ProviderOutput
+from worker.providers.mock import MockProvider
+
+
+def _request(generation_id: str, model: str = "mock-1") -> GenerationRequest:
+    return GenerationRequest(generation_id, "req", model, [Message("user", [TextPart("hello there")])], "relay", 1)
+
+
+def _runner(redis: fakeredis.FakeAsyncRedis, channel: MockChannel, providers: dict[str, Provider] | None = None):  # type: ignore[no-untyped-def]
+    from worker.runner import GenerationRunner
+
+    settings = Settings(channels=[channel], worker=WorkerConfig(lease_ttl_s=3))
+    return GenerationRunner(
+        scripts=Scripts(redis),
+        settings=settings,
+        catalog=Catalog(settings),
+        providers=providers or {channel.name: MockProvider(channel)},
+        worker_id="w1",
+    )
+
+
+async def _log(redis: fakeredis.FakeAsyncRedis, generation_id: str) -> list[Envelope]:
+    return [decode_envelope(fields[b"e"]) for _, fields in await redis.xrange(GenerationKeys(generation_id).events)]
+
+
+async def _next_message(pubsub: Any) -> dict[str, Any]:
+    """The next published message, skipping subscription confirmations."""
+    for _ in range(50):
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if message is not None:
+            return message  # type: ignore[no-any-return]
+    raise AssertionError("no message published")
+
+
+async def test_a_generation_logs_every_event_in_order(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    runner = _runner(fake_redis, MockChannel(name="mock", models=["mock-1"], reply="one two three"))
+    await runner.run(_request("g1"))
+    log = await _log(fake_redis, "g1")
+    assert [e.seq for e in log] == list(range(len(log)))
+    assert [e.event for e in log] == [
+        Started("w1"),
+        TextDelta("one"),
+        TextDelta(" two"),
+        TextDelta(" three"),
+        Usage(input_tokens=2, output_tokens=3),
+        Finished("stop"),
+    ]
+    assert not await fake_redis.exists(GenerationKeys("g1").lease)
+
+
+async def test_unknown_model_fails_with_404(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    await _runner(fake_redis, MockChannel(name="mock", models=["mock-1"])).run(_request("g2", model="other"))
+    last = (await _log(fake_redis, "g2"))[-1].event
+    assert isinstance(last, Failed) and last.error.status == 404
+
+
+class _Broken:
+    async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[ProviderOutput]:
+        yield TextDelta("partial")
+        raise UpstreamError("boom", code="upstream_500")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_provider_failure_ends_with_its_error(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    channel = MockChannel(name="mock", models=["mock-1"])
+    await _runner(fake_redis, channel, {"mock": _Broken()}).run(_request("g3"))
+    events = [e.event for e in await _log(fake_redis, "g3")]
+    assert events[1] == TextDelta("partial")
+    assert isinstance(events[-1], Failed) and (events[-1].error.status, events[-1].error.code) == (502, "upstream_500")
+
+
+async def test_cancel_stops_the_provider_and_frees_the_lease(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    runner = _runner(fake_redis, MockChannel(name="mock", models=["mock-1"], tokens_per_second=20, reply="a " * 100))
+    task = asyncio.create_task(runner.run(_request("g4")))
+    await asyncio.sleep(0.2)
+    assert runner.cancel("g4")
+    await task
+    events = [e.event for e in await _log(fake_redis, "g4")]
+    assert isinstance(events[-1], Failed) and events[-1].error.status == 499
+    assert len(events) < 20
+    assert not await fake_redis.exists(GenerationKeys("g4").lease)
+
+
+async def test_a_generation_runs_once_even_if_delivered_twice(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    runner = _runner(fake_redis, MockChannel(name="mock", models=["mock-1"], tokens_per_second=200, reply="x y z"))
+    await asyncio.gather(runner.run(_request("g5")), runner.run(_request("g5")))
+    events = [e.event for e in await _log(fake_redis, "g5")]
+    assert events.count(Started("w1")) == 1 and sum(isinstance(e, Finished) for e in events) == 1
+
+
+async def test_emitter_batches_and_reports_fencing(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    keys = GenerationKeys("g6")
+    await fake_redis.set(keys.lease, "token")
+    pubsub = fake_redis.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe("relay")
+    emitter = EventEmitter(Scripts(fake_redis), keys, generation_id="g6", token="token", channel="relay", ttl_s=60)
+    for word in ("a", "b", "c"):
+        await emitter.send(TextDelta(word))
+    await emitter.drain()
+    assert [e.seq for e in await _log(fake_redis, "g6")] == [0, 1, 2]
+    assert (await _next_message(pubsub))["data"].count(b'"type":"text"') == 3  # one publish for the whole batch
+    await fake_redis.set(keys.lease, "someone-else")
+    await emitter.send(TextDelta("d"))
+    try:
+        await emitter.drain()
+    except LeaseLost:
+        pass
+    else:
+        raise AssertionError("a fenced-out emitter must fail")
+    assert await fake_redis.xlen(keys.events) == 3
+    await pubsub.aclose()
