@@ -125,5 +125,13 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
     return 0
 
 
+def run() -> None:
+    """Console entry point: Ctrl-C after a graceful shutdown is a normal exit, not a traceback."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

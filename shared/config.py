@@ -112,7 +112,8 @@ class OpenAIChannel(_Channel, tag="openai", frozen=True, kw_only=True):
     def resolved_api_key(self) -> str | None:
         if self.api_key is not None:
             return self.api_key
-        return os.environ.get(self.api_key_env) if self.api_key_env else None
+        # An empty variable (compose's "${KEY:-}") means no key, not an empty one.
+        return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
 
 
 class MockChannel(_Channel, tag="mock", frozen=True, kw_only=True):

@@ -61,6 +61,13 @@ def test_aliases_map_to_upstream_names() -> None:
     assert channel.model_map() == {"a": "a", "b": "real-b"}
 
 
+def test_empty_key_variable_disables_the_channel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIAPI_TEST_EMPTY_KEY", "")
+    channel = OpenAIChannel(name="o", base_url="http://x", models=["m"], api_key_env="AIAPI_TEST_EMPTY_KEY")
+    assert channel.resolved_api_key() is None
+    assert "m" not in Catalog(type(load_settings(environ={}))(channels=[channel]))
+
+
 def test_catalog_orders_routes_by_priority_and_skips_keyless_channels(caplog: pytest.LogCaptureFixture) -> None:
     settings = load_settings(environ={})
     settings = type(settings)(
