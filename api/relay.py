@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
@@ -126,7 +126,7 @@ class Subscription:
     def close(self) -> None:
         self._relay._forget(self.generation_id)
 
-    async def events(self) -> AsyncIterator[GenerationEvent | None]:
+    async def events(self) -> AsyncGenerator[GenerationEvent | None, None]:
         """Events in order, ending after the terminal one. ``None`` marks an idle period (for keep-alives).
 
         Raises :class:`WorkerLost` if the worker stops without finishing, :class:`ServiceUnavailable` if

@@ -59,7 +59,7 @@ class Relayed:
     async def finish(self) -> None:
         """Release the subscription; if the generation did not end, cancel it (the client is gone)."""
         self._subscription.close()
-        await self.events.aclose()  # type: ignore[attr-defined]
+        await self.events.aclose()
         if not self.ended:
             with contextlib.suppress(RedisError, OSError):
                 await self._dispatcher.cancel(self._subscription.generation_id)

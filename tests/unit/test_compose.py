@@ -13,9 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
 def test_compose_file_is_valid() -> None:
-    result = subprocess.run(
-        ["docker-compose", "-f", str(REPO / "compose.yaml"), "config", "-q"], capture_output=True, text=True, check=False
-    )
+    command = ["docker-compose", "-f", str(REPO / "compose.yaml"), "config", "-q"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
 
 

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 import fakeredis
 from arq.jobs import deserialize_job
 
@@ -9,15 +7,7 @@ from shared import keys
 from shared.generation import GenerationRequest, Message, TextPart, decode_request
 from shared.queue import deserialize_job as deserializer
 from shared.queue import enqueue_generation
-
-
-async def _next_message(pubsub: Any) -> dict[str, Any]:
-    """The next published message, skipping subscription confirmations."""
-    for _ in range(50):
-        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
-        if message is not None:
-            return message  # type: ignore[no-any-return]
-    raise AssertionError("no message published")
+from tests.pubsub import next_message
 
 
 async def test_enqueue_writes_an_arq_job_and_wakes_workers(fake_redis: fakeredis.FakeAsyncRedis) -> None:
@@ -30,5 +20,5 @@ async def test_enqueue_writes_an_arq_job_and_wakes_workers(fake_redis: fakeredis
     job = deserialize_job(await fake_redis.get("arq:job:gen1"), deserializer=deserializer)
     assert job.function == keys.JOB_FUNCTION
     assert decode_request(job.args[0]) == request
-    assert (await _next_message(pubsub))["data"] == b"gen1"
+    assert (await next_message(pubsub))["data"] == b"gen1"
     await pubsub.aclose()

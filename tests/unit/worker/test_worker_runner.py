@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import fakeredis
 
@@ -15,6 +14,7 @@ from shared.events import Envelope, Failed, Finished, Started, TextDelta, Usage,
 from shared.generation import GenerationRequest, Message, TextPart
 from shared.keys import GenerationKeys
 from shared.scripts import Scripts
+from tests.pubsub import next_message
 from worker.emitter import EventEmitter
 from worker.lease import LeaseLost
 from worker.providers import Provider, ProviderOutput
@@ -40,15 +40,6 @@ def _runner(redis: fakeredis.FakeAsyncRedis, channel: MockChannel, providers: di
 
 async def _log(redis: fakeredis.FakeAsyncRedis, generation_id: str) -> list[Envelope]:
     return [decode_envelope(fields[b"e"]) for _, fields in await redis.xrange(GenerationKeys(generation_id).events)]
-
-
-async def _next_message(pubsub: Any) -> dict[str, Any]:
-    """The next published message, skipping subscription confirmations."""
-    for _ in range(50):
-        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
-        if message is not None:
-            return message  # type: ignore[no-any-return]
-    raise AssertionError("no message published")
 
 
 async def test_a_generation_logs_every_event_in_order(fake_redis: fakeredis.FakeAsyncRedis) -> None:
@@ -119,7 +110,7 @@ async def test_emitter_batches_and_reports_fencing(fake_redis: fakeredis.FakeAsy
         await emitter.send(TextDelta(word))
     await emitter.drain()
     assert [e.seq for e in await _log(fake_redis, "g6")] == [0, 1, 2]
-    assert (await _next_message(pubsub))["data"].count(b'"type":"text"') == 3  # one publish for the whole batch
+    assert (await next_message(pubsub))["data"].count(b'"type":"text"') == 3  # one publish for the whole batch
     await fake_redis.set(keys.lease, "someone-else")
     await emitter.send(TextDelta("d"))
     try:
