@@ -14,7 +14,17 @@ from api.dispatch import Dispatcher
 from api.errors import exception_handlers
 from api.middleware import request_id_middleware
 from api.relay import Relay
-from api.routes import chat_completions, list_models, retrieve_model
+from api.responses_store import ResponseStore
+from api.routes import (
+    cancel_response,
+    chat_completions,
+    create_response,
+    delete_response,
+    list_input_items,
+    list_models,
+    retrieve_model,
+    retrieve_response,
+)
 from api.state import GatewayState
 from shared.catalog import Catalog
 from shared.config import Settings
@@ -37,6 +47,8 @@ def create_app(settings: Settings) -> Litestar:
             catalog=Catalog(settings),
             redis=redis,
             dispatcher=Dispatcher(redis, relay, settings.relay),
+            relay=relay,
+            responses=ResponseStore(redis, settings),
         )
         try:
             yield
@@ -45,7 +57,16 @@ def create_app(settings: Settings) -> Litestar:
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[chat_completions, list_models, retrieve_model],
+        route_handlers=[
+            chat_completions,
+            list_models,
+            retrieve_model,
+            create_response,
+            retrieve_response,
+            delete_response,
+            cancel_response,
+            list_input_items,
+        ],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         middleware=[request_id_middleware],

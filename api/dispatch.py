@@ -30,19 +30,32 @@ class Dispatcher:
     def reply_channel(self) -> str:
         return self._relay.channel
 
-    async def submit(self, request: GenerationRequest) -> Subscription:
+    async def submit(self, request: GenerationRequest, *, queue_timeout_s: float | None = None) -> Subscription:
+        """Queue ``request`` and return the subscription to its events (taken before the job exists)."""
         await self._relay.wait_ready(timeout_s=1.0)
-        subscription = self._relay.subscribe(request.id)
+        timeout = self._config.queue_timeout_s if queue_timeout_s is None else queue_timeout_s
+        subscription = self._relay.subscribe(request.id, queue_timeout_s=timeout)
         try:
-            await enqueue_generation(self._redis, request, expires_s=self._config.queue_timeout_s)
-        except RedisError as exc:
+            await self.enqueue(request, queue_timeout_s=timeout)
+        except BaseException:
             subscription.close()
-            raise ServiceUnavailable("The gateway cannot reach its queue.", code="redis_unavailable") from exc
+            raise
         return subscription
 
-    async def cancel(self, generation_id: str) -> None:
-        """Ask whichever worker runs (or will pick up) the generation to stop it."""
+    async def enqueue(self, request: GenerationRequest, *, queue_timeout_s: float) -> None:
+        """Queue ``request`` with nobody following it (background work)."""
+        try:
+            await enqueue_generation(self._redis, request, expires_s=queue_timeout_s)
+        except RedisError as exc:
+            raise ServiceUnavailable("The gateway cannot reach its queue.", code="redis_unavailable") from exc
+
+    async def cancel(self, generation_id: str, *, remember_s: int | None = None) -> None:
+        """Ask whichever worker runs (or will pick up) the generation to stop it.
+
+        The request is remembered for ``remember_s`` (default: as long as event logs live).
+        """
+        ttl = self._config.event_ttl_s if remember_s is None else remember_s
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.GenerationKeys(generation_id).cancel, b"1", ex=self._config.event_ttl_s)
+            pipe.set(keys.GenerationKeys(generation_id).cancel, b"1", ex=ttl)
             pipe.publish(keys.CANCEL_CHANNEL, generation_id)
             await pipe.execute()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from shared.config import RelayConfig
 
-__all__ = ("Relay", "Subscription")
+__all__ = ("LogTail", "Relay", "Subscription")
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,15 @@ class Relay:
         except TimeoutError:
             raise ServiceUnavailable("The gateway cannot reach Redis.", code="redis_unavailable") from None
 
-    def subscribe(self, generation_id: str) -> Subscription:
-        subscription = Subscription(self, generation_id)
+    def subscribe(self, generation_id: str, *, queue_timeout_s: float | None = None) -> Subscription:
+        """Follow a generation whose worker publishes to this instance (its ``reply_to`` is our channel)."""
+        subscription = Subscription(self, generation_id, queue_timeout_s=queue_timeout_s)
         self._subscriptions[generation_id] = subscription
         return subscription
+
+    def tail(self, generation_id: str, *, queue_timeout_s: float | None = None) -> Subscription:
+        """Follow any generation from its log alone, e.g. one started through another API instance."""
+        return LogTail(self, generation_id, queue_timeout_s=queue_timeout_s)
 
     def _forget(self, generation_id: str) -> None:
         self._subscriptions.pop(generation_id, None)
@@ -103,10 +108,11 @@ class Relay:
 class Subscription:
     """The ordered events of one generation. Iterate :meth:`events`; call :meth:`close` when done."""
 
-    def __init__(self, relay: Relay, generation_id: str) -> None:
+    def __init__(self, relay: Relay, generation_id: str, *, queue_timeout_s: float | None = None) -> None:
         self._relay = relay
         self._redis = relay._redis
         self._config = relay._config
+        self._queue_timeout_s = self._config.queue_timeout_s if queue_timeout_s is None else queue_timeout_s
         self.generation_id = generation_id
         self._keys = GenerationKeys(generation_id)
         self._held: dict[int, GenerationEvent] = {}
@@ -145,17 +151,22 @@ class Subscription:
                 await self._read_log()
                 if self._next in self._held:
                     continue
-            self._arrived.clear()
-            try:
-                async with asyncio.timeout(self._config.idle_check_s):
-                    await self._arrived.wait()
+            if await self._wait():
                 continue
-            except TimeoutError:
-                pass
             await self._read_log()
             if self._next not in self._held:
                 await self._check_alive(queued_at)
                 yield None
+
+    async def _wait(self) -> bool:
+        """Wait up to ``idle_check_s`` for new events; say whether any arrived."""
+        self._arrived.clear()
+        try:
+            async with asyncio.timeout(self._config.idle_check_s):
+                await self._arrived.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _read_log(self) -> None:
         try:
@@ -167,9 +178,9 @@ class Subscription:
 
     async def _check_alive(self, queued_at: float) -> None:
         if not self._started:
-            if time.monotonic() - queued_at > self._config.queue_timeout_s:
+            if time.monotonic() - queued_at > self._queue_timeout_s:
                 raise ServiceUnavailable(
-                    f"No worker took the request within {self._config.queue_timeout_s:g} s.",
+                    f"No worker took the request within {self._queue_timeout_s:g} s.",
                     code="no_worker_available",
                 )
             return
@@ -182,3 +193,19 @@ class Subscription:
             await self._read_log()
             if self._next not in self._held:
                 raise WorkerLost("The worker running this request stopped before finishing it.")
+
+
+class LogTail(Subscription):
+    """A subscription fed by blocking reads of the log instead of this instance's channel."""
+
+    async def _wait(self) -> bool:
+        try:
+            found = await self._redis.xread(
+                {self._keys.events: f"0-{self._next}"}, count=1000, block=int(self._config.idle_check_s * 1000)
+            )
+        except RedisError as exc:
+            raise ServiceUnavailable("The gateway lost its connection to Redis.", code="redis_unavailable") from exc
+        for _, entries in found:
+            for _, fields in entries:
+                self.deliver(decode_envelope(fields[b"e"]))
+        return bool(found)

@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from api.dispatch import Dispatcher
+    from api.relay import Relay
+    from api.responses_store import ResponseStore
     from shared.catalog import Catalog
     from shared.config import Settings
 
@@ -22,6 +24,8 @@ class GatewayState:
     catalog: Catalog
     redis: Redis
     dispatcher: Dispatcher
+    relay: Relay
+    responses: ResponseStore
 
 
 def gateway_state(request: Request[Any, Any, Any]) -> GatewayState:

@@ -30,11 +30,12 @@ _KEEPALIVE = b": keep-alive\n\n"
 class Relayed:
     """One submitted generation as a handler sees it; always ``finish()`` it."""
 
-    def __init__(self, subscription: Subscription, dispatcher: Dispatcher) -> None:
+    def __init__(self, subscription: Subscription, dispatcher: Dispatcher, *, detached: bool = False) -> None:
         self._subscription = subscription
         self._dispatcher = dispatcher
         self.events = subscription.events()
-        self.ended = False
+        self.ended = detached
+        """Once true, finishing no longer cancels the generation; detached work always runs to its end."""
 
     async def head(self, commit_after_s: float) -> list[GenerationEvent]:
         """Events up to the first output, so a failure before any output can still be an HTTP error.

@@ -26,6 +26,7 @@ __all__ = (
     "OpenAIChannel",
     "RedisConfig",
     "RelayConfig",
+    "ResponsesConfig",
     "ServerConfig",
     "Settings",
     "WorkerConfig",
@@ -76,6 +77,13 @@ class RelayConfig(_Section, frozen=True, kw_only=True):
     """With no event for this long, the API checks the log for gaps and the worker for liveness."""
     keepalive_s: float = 15.0
     """Interval of SSE keep-alive comments while nothing else is sent."""
+
+
+class ResponsesConfig(_Section, frozen=True, kw_only=True):
+    store_ttl_s: int = 7 * 24 * 3600
+    """How long a stored response (and the event log it is replayed from) is kept."""
+    background_queue_timeout_s: float = 600.0
+    """How long a background response may wait for a worker before it fails."""
 
 
 class ModelAlias(_Section, frozen=True, kw_only=True):
@@ -138,6 +146,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
     worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)
     relay: RelayConfig = msgspec.field(default_factory=RelayConfig)
+    responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
     channels: list[ChannelConfig] = msgspec.field(default_factory=_default_channels)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -64,6 +64,8 @@ class Usage(msgspec.Struct, tag="usage"):
 class Finished(msgspec.Struct, tag="finished"):
     finish_reason: str
     """``stop``, ``length``, ``tool_calls`` or ``content_filter``."""
+    finished_at: int = 0
+    """Unix time (seconds); the runner stamps it, so every replay of the log reports the same moment."""
 
 
 class Failed(msgspec.Struct, tag="failed"):

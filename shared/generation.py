@@ -116,6 +116,9 @@ class GenerationRequest(msgspec.Struct):
     tool_choice: ToolChoice | None = None
     sampling: Sampling = msgspec.field(default_factory=Sampling)
     client: ClientInfo = msgspec.field(default_factory=ClientInfo)
+    retain_s: int | None = None
+    """How long to keep the event log after the last event; ``None`` is the relay's default. Stored
+    responses are replayed from the log, so it lives as long as they do."""
 
 
 _encoder = msgspec.json.Encoder()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ("new_call_id", "new_generation_id", "new_request_id")
+__all__ = ("new_call_id", "new_generation_id", "new_request_id", "new_response_id")
 
 
 def new_generation_id() -> str:
@@ -18,3 +18,8 @@ def new_request_id() -> str:
 
 def new_call_id() -> str:
     return "call_" + os.urandom(12).hex()
+
+
+def new_response_id() -> str:
+    """A Responses API id; it is also the id of the generation that produces the response."""
+    return "resp_" + os.urandom(12).hex()

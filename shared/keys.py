@@ -1,12 +1,21 @@
 """Every Redis key and channel name the gateway uses, in one place.
 
 Per-generation keys share the hash tag ``{<generation id>}`` so that each Lua script touches a single
-Redis Cluster slot. arq's own keys (``arq:job:<id>``, ``arq:in-progress:<id>`` …) are named by arq.
+Redis Cluster slot. A stored response's generation id is the response id, so its record and its event
+log share one slot too. arq's own keys (``arq:job:<id>``, ``arq:in-progress:<id>`` …) are named by arq.
 """
 
 from __future__ import annotations
 
-__all__ = ("CANCEL_CHANNEL", "JOB_FUNCTION", "QUEUE", "WAKE_CHANNEL", "GenerationKeys", "relay_channel")
+__all__ = (
+    "CANCEL_CHANNEL",
+    "JOB_FUNCTION",
+    "QUEUE",
+    "WAKE_CHANNEL",
+    "GenerationKeys",
+    "ResponseKeys",
+    "relay_channel",
+)
 
 PREFIX = "aiapi"
 
@@ -41,3 +50,14 @@ class GenerationKeys:
         """String: the token of the worker running it, with a TTL the worker keeps renewing."""
         self.cancel = f"{tag}:cancel"
         """String: present once someone asked to cancel the generation."""
+
+
+class ResponseKeys(GenerationKeys):
+    """Keys of a stored Responses API response: its generation's keys plus the record."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(response_id)
+        self.record = f"{PREFIX}:{{{response_id}}}:response"
+        """String: the encoded ``StoredResponse`` (owner, echoed request fields, conversation, input items)."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import TYPE_CHECKING
 
+import msgspec
 from redis.exceptions import RedisError
 
 from shared.errors import ClientClosed, GatewayError, InternalError, ModelNotFound, ServiceUnavailable
-from shared.events import Failed, Started
+from shared.events import Failed, Finished, Started
 from shared.keys import GenerationKeys
 from worker.emitter import EventEmitter
 from worker.lease import Acquired, GenerationLease, LeaseLost
@@ -101,7 +103,7 @@ class GenerationRunner:
             generation_id=request.id,
             token=lease.token,
             channel=request.reply_to,
-            ttl_s=self._event_ttl,
+            ttl_s=request.retain_s or self._event_ttl,
         )
         task = asyncio.current_task()
         assert task is not None
@@ -140,6 +142,8 @@ class GenerationRunner:
             route = routes[0]
             provider = self._providers[route.channel.name]
             async for output in provider.stream(request, route.upstream_model):
+                if isinstance(output, Finished):
+                    output = msgspec.structs.replace(output, finished_at=int(time.time()))
                 await emitter.send(output)
             await emitter.drain()
         except GatewayError as error:

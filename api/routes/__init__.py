@@ -2,5 +2,21 @@
 
 from api.routes.chat import chat_completions
 from api.routes.models import list_models, retrieve_model
+from api.routes.responses import (
+    cancel_response,
+    create_response,
+    delete_response,
+    list_input_items,
+    retrieve_response,
+)
 
-__all__ = ("chat_completions", "list_models", "retrieve_model")
+__all__ = (
+    "cancel_response",
+    "chat_completions",
+    "create_response",
+    "delete_response",
+    "list_input_items",
+    "list_models",
+    "retrieve_model",
+    "retrieve_response",
+)

@@ -1,0 +1,215 @@
+"""The Responses API: create (streaming, not, background), retrieve and replay, delete, cancel, input items."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Literal
+
+import msgspec
+from litestar import Request, Response, delete, get, post
+from litestar.response import Stream
+
+from api import responses_adapter as adapter
+from api.identity import client_identity
+from api.middleware import REQUEST_ID_KEY
+from api.responses_objects import DeletedResponse, InputItemList, ResponseObject, encode_sse
+from api.responses_projection import ResponseProjector
+from api.responses_store import StoredResponse
+from api.state import GatewayState, gateway_state
+from api.streaming import SSE_HEADERS, Relayed, sse_response
+from shared.errors import ClientClosed, Conflict, GatewayError, InternalError, InvalidRequest, ModelNotFound, NotFound
+from shared.events import Failed
+from shared.generation import ClientInfo, GenerationRequest, Message, TextPart
+from shared.ids import new_response_id
+
+__all__ = ("cancel_response", "create_response", "delete_response", "list_input_items", "retrieve_response")
+
+_encoder = msgspec.json.Encoder()
+_PATHS = ["/v1/responses", "/chaynsapi/v1/responses"]
+_ONE = [f"{path}/{{response_id:str}}" for path in _PATHS]
+_CANCEL_WAIT_S = 2.0
+
+
+def _json(value: msgspec.Struct) -> Response[bytes]:
+    return Response(_encoder.encode(value), media_type="application/json")
+
+
+@post(_PATHS, status_code=200)
+async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+    state = gateway_state(request)
+    body = adapter.decode_create_response(await request.body())
+    if body.model not in state.catalog:
+        raise ModelNotFound(body.model)
+    owner = client_identity(request)
+    history = await _history(state, body.previous_response_id, owner)
+    response_id = new_response_id()
+    created = int(time.time())
+    parsed = adapter.parse_input(body.input, id_prefix=f"msg_{response_id.removeprefix('resp_')}i")
+    tools = adapter.tools(body)
+    choice = adapter.tool_choice(body, tools)
+    shell = adapter.shell(body, response_id=response_id, created_at=created, choice=choice)
+    conversation = history + parsed.messages
+    instructions = [Message("system", [TextPart(body.instructions)])] if body.instructions else []
+    store = state.responses
+    generation = GenerationRequest(
+        id=response_id,
+        request_id=request.scope["state"][REQUEST_ID_KEY],
+        model=body.model,
+        messages=instructions + conversation,
+        reply_to=state.dispatcher.reply_channel,
+        created=created,
+        tools=tools,
+        tool_choice=choice,
+        sampling=adapter.sampling(body),
+        client=ClientInfo(user_agent=request.headers.get("user-agent", "")),
+        retain_s=store.ttl_s if shell.store else None,
+    )
+    if shell.store:
+        await store.create(
+            StoredResponse(shell=shell, owner=owner, conversation=conversation, input_items=parsed.items)
+        )
+    queue_timeout = store.queue_timeout_s(shell.background)
+    if shell.background and not body.stream:
+        await state.dispatcher.enqueue(generation, queue_timeout_s=queue_timeout)
+        return _json(ResponseProjector(shell).snapshot())
+    subscription = await state.dispatcher.submit(generation, queue_timeout_s=queue_timeout)
+    relayed = Relayed(subscription, state.dispatcher, detached=shell.background)
+    projector = ResponseProjector(shell)
+    try:
+        if not body.stream:
+            return _json(await _complete(relayed, projector))
+        head = await relayed.head(commit_after_s=state.settings.relay.keepalive_s)
+    except BaseException:
+        await relayed.finish()
+        raise
+    return sse_response(
+        relayed,
+        head,
+        lambda event: encode_sse(projector.feed(event)),
+        opening=b"",
+        render_error=lambda error: encode_sse(projector.fail(error.info())),
+        is_done=lambda: projector.done,
+        keepalive_s=state.settings.relay.keepalive_s,
+    )
+
+
+async def _history(state: GatewayState, previous_id: str | None, owner: str) -> list[Message]:
+    if previous_id is None:
+        return []
+    try:
+        previous = await state.responses.load(previous_id, owner)
+    except NotFound:
+        raise NotFound(
+            f"Previous response with id '{previous_id}' not found.",
+            code="previous_response_not_found",
+            param="previous_response_id",
+        ) from None
+    projector, _ = await state.responses.project(previous)
+    if not projector.done:
+        raise Conflict(
+            f"Previous response '{previous_id}' is still in progress.",
+            code="previous_response_in_progress",
+            param="previous_response_id",
+        )
+    return previous.conversation + adapter.history_from_output(projector.output)
+
+
+async def _complete(relayed: Relayed, projector: ResponseProjector) -> ResponseObject:
+    try:
+        async for event in relayed.events:
+            if event is None:
+                continue
+            projector.feed(event)
+            if projector.done:
+                relayed.ended = True
+                if isinstance(event, Failed) and projector.status == "failed":
+                    raise GatewayError.from_info(event.error)
+                return projector.snapshot()
+    finally:
+        await relayed.finish()
+    raise InternalError("The generation ended without a result.")
+
+
+@get(_ONE)
+async def retrieve_response(
+    request: Request[Any, Any, Any], response_id: str, stream: bool = False, starting_after: int | None = None
+) -> Response[bytes] | Stream:
+    state = gateway_state(request)
+    record = await state.responses.load(response_id, client_identity(request))
+    projector, events = await state.responses.project(record)
+    if not stream:
+        return _json(projector.snapshot())
+    after = -1 if starting_after is None else starting_after
+    if projector.done:
+        replay = encode_sse([event for event in events if event.sequence_number > after])
+        return Stream(iter([replay]), media_type="text/event-stream", headers=SSE_HEADERS)
+    # Still running: follow the log from the start, through the same projection, showing only what is new.
+    live = ResponseProjector(record.shell)
+    tail = state.relay.tail(response_id, queue_timeout_s=state.responses.queue_timeout_s(record.shell.background))
+    return sse_response(
+        Relayed(tail, state.dispatcher, detached=True),
+        [],
+        lambda event: encode_sse([e for e in live.feed(event) if e.sequence_number > after]),
+        opening=b"",
+        render_error=lambda error: encode_sse([e for e in live.fail(error.info()) if e.sequence_number > after]),
+        is_done=lambda: live.done,
+        keepalive_s=state.settings.relay.keepalive_s,
+    )
+
+
+@delete(_ONE, status_code=200)
+async def delete_response(request: Request[Any, Any, Any], response_id: str) -> Response[bytes]:
+    state = gateway_state(request)
+    await state.responses.load(response_id, client_identity(request))
+    await state.responses.delete(response_id)
+    return _json(DeletedResponse(response_id))
+
+
+@post([f"{path}/cancel" for path in _ONE], status_code=200)
+async def cancel_response(request: Request[Any, Any, Any], response_id: str) -> Response[bytes]:
+    state = gateway_state(request)
+    record = await state.responses.load(response_id, client_identity(request))
+    if not record.shell.background:
+        raise InvalidRequest("Only responses created with background=true can be cancelled.", param="response_id")
+    projector, _ = await state.responses.project(record)
+    if projector.done:
+        return _json(projector.snapshot())
+    await state.dispatcher.cancel(response_id, remember_s=state.responses.ttl_s)
+    deadline = time.monotonic() + _CANCEL_WAIT_S
+    while not projector.done and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        projector, _ = await state.responses.project(record)
+    if not projector.done:
+        # The worker has been told and stops within a moment; the client asked for a cancelled response.
+        projector.fail(ClientClosed("The response was cancelled.").info())
+    return _json(projector.snapshot())
+
+
+@get([f"{path}/input_items" for path in _ONE])
+async def list_input_items(
+    request: Request[Any, Any, Any],
+    response_id: str,
+    limit: int = 20,
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = None,
+) -> Response[bytes]:
+    state = gateway_state(request)
+    record = await state.responses.load(response_id, client_identity(request))
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("'limit' must be between 1 and 100.", param="limit")
+    items = record.input_items if order == "asc" else record.input_items[::-1]
+    if after is not None:
+        ids = [item.id for item in items]
+        if after not in ids:
+            raise InvalidRequest(f"No input item with id '{after}' in this response.", param="after")
+        items = items[ids.index(after) + 1 :]
+    page = items[:limit]
+    return _json(
+        InputItemList(
+            data=page,
+            first_id=page[0].id if page else None,
+            last_id=page[-1].id if page else None,
+            has_more=len(items) > limit,
+        )
+    )
