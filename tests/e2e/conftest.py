@@ -19,6 +19,7 @@ FAKE_MODELS = [
     "fake-stall",
     "fake-tools",
     "fake-midstream-error",
+    "fake-transcript",
 ]
 
 
@@ -36,6 +37,13 @@ models = [{models}, {{ name = "alias-model", upstream = "fake-model" }}]
 name = "mock"
 type = "mock"
 models = ["mock-1"]
+
+[[channels]]
+name = "mock-slow"
+type = "mock"
+models = ["mock-slow"]
+tokens_per_second = 20
+reply = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
 """
 
 

@@ -9,6 +9,8 @@ The reply depends only on the request, so tests need no side channel. By ``model
 - ``fake-stall``: two chunks, then nothing until the client disconnects
 - ``fake-midstream-error``: three chunks, then the body ends without ``[DONE]`` or a finish reason
 - ``fake-tools``: one call of the first tool, arguments ``{"city": "Paris"}`` in three fragments
+- ``fake-transcript``: the conversation it received, one ``role:text`` entry per message joined by
+  `` | ``; tool calls as ``call(<id> <name> <arguments>)``, tool results as ``tool(<call id>):text``
 
 Usage: prompt tokens = words in all message texts, completion tokens = chunks sent. ``GET /_stats``
 returns counters, including streams whose client disconnected.
@@ -52,14 +54,32 @@ class _Part(msgspec.Struct):
     text: str = ""
 
 
+class _CallFunction(msgspec.Struct):
+    name: str
+    arguments: str
+
+
+class _Call(msgspec.Struct):
+    id: str
+    function: _CallFunction
+
+
 class _Message(msgspec.Struct):
     role: str = "user"
     content: str | list[_Part] | None = None
+    tool_calls: list[_Call] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
         return self.content or ""
+
+    def transcript(self) -> str:
+        if self.role == "tool":
+            return f"tool({self.tool_call_id}):{self.text()}"
+        calls = "".join(f" call({c.id} {c.function.name} {c.function.arguments})" for c in self.tool_calls or ())
+        return f"{self.role}:{self.text()}{calls}"
 
 
 class _Function(msgspec.Struct):
@@ -119,6 +139,7 @@ class FakeUpstream:
             await self._reply(send, 200, _encoder.encode(self.stats))
         elif method == "GET" and path.endswith("/models"):
             names = ["fake-model", "fake-echo", "fake-slow", "fake-stall", "fake-tools", "fake-midstream-error"]
+            names.append("fake-transcript")
             data = [{"id": n, "object": "model", "created": 0, "owned_by": "fake"} for n in names]
             await self._reply(send, 200, _encoder.encode({"object": "list", "data": data}))
         elif method == "POST" and path.endswith("/chat/completions"):
@@ -159,6 +180,8 @@ class FakeUpstream:
             await self._complete(request, prompt_tokens, send)
 
     def _pieces(self, request: _Request) -> list[str]:
+        if request.model == "fake-transcript":
+            return [" | ".join(message.transcript() for message in request.messages)]
         if request.model == "fake-echo":
             text = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
             return [text[i : i + 8] for i in range(0, len(text), 8)]

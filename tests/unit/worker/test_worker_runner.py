@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import fakeredis
@@ -47,13 +48,15 @@ async def test_a_generation_logs_every_event_in_order(fake_redis: fakeredis.Fake
     await runner.run(_request("g1"))
     log = await _log(fake_redis, "g1")
     assert [e.seq for e in log] == list(range(len(log)))
+    finished = log[-1].event
+    assert isinstance(finished, Finished) and abs(finished.finished_at - time.time()) < 5
     assert [e.event for e in log] == [
         Started("w1"),
         TextDelta("one"),
         TextDelta(" two"),
         TextDelta(" three"),
         Usage(input_tokens=2, output_tokens=3),
-        Finished("stop"),
+        Finished("stop", finished_at=finished.finished_at),
     ]
     assert not await fake_redis.exists(GenerationKeys("g1").lease)
 
