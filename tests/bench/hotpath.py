@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
-from shared.redis_server import EmbeddedRedis
 
+from shared.redis_server import EmbeddedRedis
 from tests.bench.loadgen import Sample, run_load
 from tests.fakes.openai_upstream import RunningFakeUpstream
 from tests.harness import GatewayProcesses
