@@ -102,3 +102,24 @@ async def test_durable_cancel_flag_stops_a_running_generation(redis: Redis) -> N
     assert isinstance(last, Failed) and last.error.status == 499
     assert asyncio.get_running_loop().time() - cancelled_at < 1.0
     assert sum(isinstance(e, TextDelta) for e in events) < WORDS
+
+
+async def test_a_log_tail_follows_a_generation_published_to_another_instance(redis: Redis) -> None:
+    relay, runner = _setup(redis, tokens_per_second=200)
+    other = Relay(redis, instance_id="elsewhere", config=RelayConfig(idle_check_s=0.2))
+    await other.start()
+    try:
+        request = GenerationRequest("tailed", "r", "mock-1", [Message("user", [TextPart("x")])], other.channel, 1)
+        work = asyncio.create_task(runner.run(request))
+        await asyncio.sleep(0.05)  # the tail starts mid-run: it must still see everything from seq 0
+        tail = relay.tail("tailed")
+        started = asyncio.get_running_loop().time()
+        events = [event async for event in tail.events() if event is not None]
+        await work
+    finally:
+        await other.stop()
+    texts = [event.text for event in events if isinstance(event, TextDelta)]
+    assert texts == ["w0", *(f" w{i}" for i in range(1, WORDS))]
+    assert isinstance(events[-1], Finished)
+    # Blocking reads, not the idle poll: the tail ends as soon as the run does.
+    assert asyncio.get_running_loop().time() - started < 0.2 * WORDS / 200 + 1

@@ -1,0 +1,170 @@
+"""Responses requests → GenerationRequest parts, and stored output → history."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+
+from api import responses_adapter as adapter
+from api.responses_objects import FunctionCallOutput, MessageOutput, OutputText
+from shared.errors import InvalidRequest
+from shared.generation import ImagePart, Message, TextPart, ToolCall, ToolChoice
+
+
+def _request(**fields: object) -> adapter.wire.CreateResponse:
+    return adapter.decode_create_response(json.dumps({"model": "m", "input": "hi", **fields}).encode())
+
+
+def _input(items: list[dict[str, object]]) -> adapter.ParsedInput:
+    return adapter.parse_input([msgspec.Raw(json.dumps(item).encode()) for item in items], id_prefix="in_")
+
+
+def test_a_string_input_is_one_user_message() -> None:
+    parsed = adapter.parse_input("hello", id_prefix="msg_x")
+    assert parsed.messages == [Message("user", [TextPart("hello")])]
+    assert [item.id for item in parsed.items] == ["msg_x000"]
+
+
+def test_function_calls_join_the_assistant_message_and_outputs_become_tool_messages() -> None:
+    parsed = _input(
+        [
+            {"role": "user", "content": "weather?"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "checking"}]},
+            {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "w", "arguments": '{"a":1}'},
+            {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+            {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "rain"}]},
+        ]
+    )
+    assert parsed.messages == [
+        Message("user", [TextPart("weather?")]),
+        Message(
+            "assistant", [TextPart("checking")], tool_calls=[ToolCall("c1", "w", "{}"), ToolCall("c2", "w", '{"a":1}')]
+        ),
+        Message("tool", [TextPart("sunny")], tool_call_id="c1"),
+        Message("tool", [TextPart("rain")], tool_call_id="c2"),
+    ]
+    assert [item.id for item in parsed.items] == [f"in_{i:03d}" for i in range(6)]
+
+
+def test_codex_items_are_tolerated() -> None:
+    parsed = _input(
+        [
+            {"type": "reasoning", "summary": [], "encrypted_content": "gAAA"},
+            {"role": "developer", "content": [{"type": "input_text", "text": "rules"}]},
+            {"type": "custom_tool_call", "call_id": "c", "name": "apply_patch", "input": "x"},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_image", "image_url": "data:x", "detail": "low"}],
+            },
+            {"type": "local_shell_call", "call_id": "d", "status": "completed", "action": {}},
+        ]
+    )
+    assert parsed.messages == [
+        Message("system", [TextPart("rules")]),
+        Message("user", [ImagePart("data:x", "low")]),
+    ]
+    assert [item.id for item in parsed.items] == ["in_001", "in_003"]
+
+
+def test_item_ids_sent_by_the_client_are_kept() -> None:
+    parsed = _input([{"type": "message", "id": "msg_mine", "role": "user", "content": "x"}])
+    assert parsed.items[0].id == "msg_mine"
+
+
+@pytest.mark.parametrize(
+    ("item", "param"),
+    [
+        ({"type": "message", "role": "robot", "content": "x"}, "input[0]"),
+        ({"type": "function_call", "name": "x"}, "input[0]"),
+        ({"type": "item_reference", "id": "msg_1"}, "input[0]"),
+        ({"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}, "input[0]"),
+    ],
+)
+def test_unusable_items_are_400s_naming_the_item(item: dict[str, object], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        _input([item])
+    assert caught.value.param == param
+
+
+def test_only_function_tools_reach_the_generation() -> None:
+    request = _request(
+        tools=[
+            {"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": True},
+            {"type": "web_search"},
+            {"type": "custom", "name": "apply_patch"},
+        ]
+    )
+    tools = adapter.tools(request)
+    assert [(tool.name, tool.strict) for tool in tools] == [("f", True)]
+    assert adapter.tool_choice(_request(tool_choice={"type": "function", "name": "f"}), tools) == ToolChoice(
+        "function", "f"
+    )
+    assert adapter.tool_choice(_request(tool_choice="required"), tools) == ToolChoice("required")
+    assert adapter.tool_choice(
+        _request(tool_choice={"type": "allowed_tools", "mode": "required"}), tools
+    ) == ToolChoice("required")
+    with pytest.raises(InvalidRequest):
+        adapter.tool_choice(_request(tool_choice={"type": "function", "name": "g"}), tools)
+
+
+def test_text_format_becomes_chat_response_format() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    request = _request(text={"format": {"type": "json_schema", "name": "out", "schema": schema, "strict": True}})
+    sampling = adapter.sampling(request)
+    assert isinstance(sampling.response_format, msgspec.Raw)
+    assert json.loads(bytes(sampling.response_format)) == {
+        "type": "json_schema",
+        "json_schema": {"name": "out", "schema": schema, "strict": True},
+    }
+    assert adapter.sampling(_request(text={"format": {"type": "text"}})).response_format is msgspec.UNSET
+
+
+def test_sampling_options_carry_over() -> None:
+    sampling = adapter.sampling(
+        _request(
+            max_output_tokens=50, temperature=0.2, top_p=0.9, reasoning={"effort": "low"}, parallel_tool_calls=False
+        )
+    )
+    assert (sampling.max_output_tokens, sampling.temperature, sampling.top_p) == (50, 0.2, 0.9)
+    assert (sampling.reasoning_effort, sampling.parallel_tool_calls) == ("low", False)
+
+
+def test_shell_echoes_what_the_client_sent() -> None:
+    request = _request(
+        instructions="be brief", metadata={"a": "b"}, store=False, tools=[{"type": "function", "name": "f"}]
+    )
+    shell = adapter.shell(request, response_id="resp_1", created_at=5, choice=None)
+    assert (shell.instructions, shell.metadata, shell.store, shell.background) == ("be brief", {"a": "b"}, False, False)
+    assert json.loads(bytes(shell.tools)) == [{"type": "function", "name": "f"}]
+    assert json.loads(bytes(shell.tool_choice)) == "auto"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"model": ""}, "model"),
+        ({"input": ""}, "input"),
+        ({"background": True, "store": False}, "store"),
+        ({"conversation": "conv_1"}, "conversation"),
+    ],
+)
+def test_request_level_errors(fields: dict[str, object], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        _request(**fields)
+    assert caught.value.param == param
+
+
+def test_previous_output_becomes_history() -> None:
+    output: list[MessageOutput | FunctionCallOutput] = [
+        MessageOutput(id="m", status="completed", content=[OutputText("thinking")]),
+        FunctionCallOutput(id="f", call_id="c", name="w", arguments="{}", status="completed"),
+    ]
+    assert adapter.history_from_output(output) == [
+        Message("assistant", [TextPart("thinking")], tool_calls=[ToolCall("c", "w", "{}")])
+    ]
+    only_call = adapter.history_from_output(output[1:])
+    assert only_call == [Message("assistant", tool_calls=[ToolCall("c", "w", "{}")])]
