@@ -68,6 +68,16 @@ class GatewayProcesses:
     def start(self) -> GatewayProcesses:
         for _ in range(self._workers):
             self.start_worker()
+        return self.start_api()
+
+    def kill_api(self) -> None:
+        """SIGKILL the API process, as a crash would."""
+        assert self.api is not None
+        self.api.kill()
+        self.api.wait()
+
+    def start_api(self) -> GatewayProcesses:
+        """Start the API process (again) on the same port and wait until it answers."""
         self.api = self._spawn("api", "--port", str(self.port))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

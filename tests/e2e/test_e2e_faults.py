@@ -110,3 +110,17 @@ def test_upstream_unreachable_is_502(redis_url: str) -> None:
         sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
     assert caught.value.status_code == 502
     assert caught.value.code == "upstream_unreachable"
+
+
+def test_background_response_survives_its_api_instance(redis_url: str) -> None:
+    config = SLOW_MOCK.format(rate=20, reply=" ".join(f"w{i}" for i in range(20)))
+    with GatewayProcesses(redis_url=redis_url, config_toml=config) as gateway:
+        with openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0) as sdk:
+            response = sdk.responses.create(model="slow-mock", input="go", background=True)
+        gateway.kill_api()
+        time.sleep(1.2)  # the run finishes while no API instance exists
+        gateway.start_api()
+        with openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0) as sdk:
+            done = sdk.responses.retrieve(response.id)
+    assert done.status == "completed"
+    assert done.output_text == " ".join(f"w{i}" for i in range(20))
