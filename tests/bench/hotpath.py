@@ -52,21 +52,39 @@ class Figures:
     errors: int
 
 
-async def _measure(url: str, *, latency_n: int, load_s: float) -> Figures:
-    stream, plain = _body(True), _body(False)
-    await run_load(url, stream, concurrency=4, requests=100, duration_s=None)  # warm-up: connections, caches
-    latency, _ = await run_load(url, stream, concurrency=1, requests=latency_n, duration_s=None)
-    streams, stream_elapsed = await run_load(url, stream, concurrency=32, requests=None, duration_s=load_s)
-    plains, plain_elapsed = await run_load(url, plain, concurrency=32, requests=None, duration_s=load_s)
-    samples: list[Sample] = latency + streams + plains
-    return Figures(
-        ttft_p50_ms=statistics.median(s.ttft_s for s in latency) * 1000,
-        ttft_p95_ms=_pct([s.ttft_s for s in latency], 0.95) * 1000,
-        total_p50_ms=statistics.median(s.total_s for s in latency) * 1000,
-        streams_per_s=sum(s.ok for s in streams) / stream_elapsed,
-        requests_per_s=sum(s.ok for s in plains) / plain_elapsed,
-        errors=sum(not s.ok for s in samples),
-    )
+async def _latency(urls: list[str], *, total: int, rounds: int = 6) -> list[list[Sample]]:
+    """Sequential streams against each URL, interleaved in rounds so machine noise hits both alike."""
+    samples: list[list[Sample]] = [[] for _ in urls]
+    for _ in range(rounds):
+        for index, url in enumerate(urls):
+            batch, _ = await run_load(url, _body(True), concurrency=1, requests=total // rounds, duration_s=None)
+            samples[index] += batch
+    return samples
+
+
+async def _throughput(url: str, *, load_s: float) -> tuple[float, float, list[Sample]]:
+    streams, stream_elapsed = await run_load(url, _body(True), concurrency=32, requests=None, duration_s=load_s)
+    plains, plain_elapsed = await run_load(url, _body(False), concurrency=32, requests=None, duration_s=load_s)
+    return sum(s.ok for s in streams) / stream_elapsed, sum(s.ok for s in plains) / plain_elapsed, streams + plains
+
+
+async def _measure(urls: list[str], *, latency_n: int, load_s: float) -> list[Figures]:
+    for url in urls:
+        await run_load(url, _body(True), concurrency=4, requests=100, duration_s=None)  # warm-up: connections, caches
+    figures = []
+    for url, latency in zip(urls, await _latency(urls, total=latency_n), strict=True):
+        streams_per_s, requests_per_s, loaded = await _throughput(url, load_s=load_s)
+        figures.append(
+            Figures(
+                ttft_p50_ms=statistics.median(s.ttft_s for s in latency) * 1000,
+                ttft_p95_ms=_pct([s.ttft_s for s in latency], 0.95) * 1000,
+                total_p50_ms=statistics.median(s.total_s for s in latency) * 1000,
+                streams_per_s=streams_per_s,
+                requests_per_s=requests_per_s,
+                errors=sum(not s.ok for s in latency + loaded),
+            )
+        )
+    return figures
 
 
 def _config(upstream: str) -> str:
@@ -100,8 +118,8 @@ def _report(direct: Figures, gateway: Figures, args: argparse.Namespace) -> str:
             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}; one API process, one worker process, "
             f"Redis, fake upstream and load generator on the same machine. {args.latency_n} sequential streams "
-            f"for latency, {args.load_s:g} s of load per throughput row. Errors: direct {direct.errors}, "
-            f"gateway {gateway.errors}.",
+            f"each for latency (direct and gateway alternating in 6 rounds), {args.load_s:g} s of load per "
+            f"throughput row. Errors: direct {direct.errors}, gateway {gateway.errors}.",
             "",
             *lines,
             "",
@@ -116,12 +134,8 @@ async def _main(args: argparse.Namespace) -> str:
         redis_url = os.environ.get("REDIS_URL") or embedded.start()  # type: ignore[union-attr]
         try:
             with GatewayProcesses(redis_url=redis_url, config_toml=_config(upstream.base_url)) as gateway:
-                direct = await _measure(
-                    f"{upstream.base_url}/chat/completions", latency_n=args.latency_n, load_s=args.load_s
-                )
-                through = await _measure(
-                    f"{gateway.base_url}/chat/completions", latency_n=args.latency_n, load_s=args.load_s
-                )
+                urls = [f"{upstream.base_url}/chat/completions", f"{gateway.base_url}/chat/completions"]
+                direct, through = await _measure(urls, latency_n=args.latency_n, load_s=args.load_s)
         finally:
             if embedded is not None:
                 embedded.stop()
