@@ -25,9 +25,11 @@ from api.routes import (
     retrieve_model,
     retrieve_response,
 )
+from api.sessions import Sessions
 from api.state import GatewayState
 from shared.catalog import Catalog
 from shared.config import Settings
+from shared.scripts import Scripts
 
 __all__ = ("create_app",)
 
@@ -42,13 +44,15 @@ def create_app(settings: Settings) -> Litestar:
         redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=30)
         relay = Relay(redis, instance_id=f"{socket.gethostname()}-{os.getpid()}", config=settings.relay)
         await relay.start()
+        dispatcher = Dispatcher(redis, relay, settings.relay)
         app.state.gateway = GatewayState(
             settings=settings,
             catalog=Catalog(settings),
             redis=redis,
-            dispatcher=Dispatcher(redis, relay, settings.relay),
+            dispatcher=dispatcher,
             relay=relay,
             responses=ResponseStore(redis, settings),
+            sessions=Sessions(redis, Scripts(redis), settings, dispatcher),
         )
         try:
             yield

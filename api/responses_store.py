@@ -36,6 +36,8 @@ class StoredResponse(msgspec.Struct, kw_only=True):
     conversation: list[Message]
     """History up to and including this response's input (``instructions`` excluded: they do not carry over)."""
     input_items: list[InputItemView]
+    session_id: str | None = None
+    """The conversation's session; a response continuing this one joins it."""
 
 
 _encoder = msgspec.json.Encoder()

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from api.dispatch import Dispatcher
     from api.relay import Relay
     from api.responses_store import ResponseStore
+    from api.sessions import Sessions
     from shared.catalog import Catalog
     from shared.config import Settings
 
@@ -26,6 +27,7 @@ class GatewayState:
     dispatcher: Dispatcher
     relay: Relay
     responses: ResponseStore
+    sessions: Sessions
 
 
 def gateway_state(request: Request[Any, Any, Any]) -> GatewayState:

@@ -28,6 +28,7 @@ __all__ = (
     "RelayConfig",
     "ResponsesConfig",
     "ServerConfig",
+    "SessionsConfig",
     "Settings",
     "WorkerConfig",
     "load_settings",
@@ -84,6 +85,16 @@ class ResponsesConfig(_Section, frozen=True, kw_only=True):
     """How long a stored response (and the event log it is replayed from) is kept."""
     background_queue_timeout_s: float = 600.0
     """How long a background response may wait for a worker before it fails."""
+
+
+class SessionsConfig(_Section, frozen=True, kw_only=True):
+    mode: Literal["hash", "zero_width"] = "hash"
+    """How a request is matched to its conversation (see ``shared/sessions.py``)."""
+    ttl_s: int = 24 * 3600
+    """How long a session is remembered after its last turn."""
+    concurrency: Literal["reject", "cancel_previous", "allow"] = "reject"
+    """A request arriving while another runs in its session: 409, take over, or run both. A request
+    may choose with the ``x-aiapi-concurrency`` header."""
 
 
 class ModelAlias(_Section, frozen=True, kw_only=True):
@@ -147,6 +158,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)
     relay: RelayConfig = msgspec.field(default_factory=RelayConfig)
     responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
+    sessions: SessionsConfig = msgspec.field(default_factory=SessionsConfig)
     channels: list[ChannelConfig] = msgspec.field(default_factory=_default_channels)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -21,6 +21,7 @@ __all__ = (
     "Message",
     "Role",
     "Sampling",
+    "SessionRef",
     "TextPart",
     "ToolCall",
     "ToolChoice",
@@ -100,6 +101,18 @@ class ClientInfo(msgspec.Struct):
     user_agent: str = ""
 
 
+class SessionRef(msgspec.Struct, frozen=True):
+    """The session a generation belongs to, as the API resolved it and the execution gate admitted it."""
+
+    id: str
+    fence: int
+    """The gate's fencing token for this run: higher means newer; 0 when the run was not gated."""
+    owner: str = ""
+    """Digest of the client's API key: replies are bound to sessions per key."""
+    zero_width: bool = False
+    """Append the session id to the reply in zero-width characters."""
+
+
 class GenerationRequest(msgspec.Struct):
     id: str
     """The generation id: names the job, its event log and the ids the client sees."""
@@ -116,6 +129,7 @@ class GenerationRequest(msgspec.Struct):
     tool_choice: ToolChoice | None = None
     sampling: Sampling = msgspec.field(default_factory=Sampling)
     client: ClientInfo = msgspec.field(default_factory=ClientInfo)
+    session: SessionRef | None = None
     retain_s: int | None = None
     """How long to keep the event log after the last event; ``None`` is the relay's default. Stored
     responses are replayed from the log, so it lives as long as they do."""

@@ -14,6 +14,8 @@ __all__ = (
     "WAKE_CHANNEL",
     "GenerationKeys",
     "ResponseKeys",
+    "SessionKeys",
+    "binding_key",
     "relay_channel",
 )
 
@@ -61,3 +63,21 @@ class ResponseKeys(GenerationKeys):
         super().__init__(response_id)
         self.record = f"{PREFIX}:{{{response_id}}}:response"
         """String: the encoded ``StoredResponse`` (owner, echoed request fields, conversation, input items)."""
+
+
+class SessionKeys:
+    """Keys of one conversation, all in the session's own cluster slot."""
+
+    __slots__ = ("fence", "gate")
+
+    def __init__(self, session_id: str) -> None:
+        tag = f"{PREFIX}:{{{session_id}}}"
+        self.gate = f"{tag}:gate"
+        """String: the id of the generation allowed to run in the session now, with a TTL it renews."""
+        self.fence = f"{tag}:fence"
+        """Counter: incremented by every admission, so a later run always holds a higher token."""
+
+
+def binding_key(owner: str, fingerprint: str) -> str:
+    """String: the session a reply with this fingerprint belongs to (hash-mode session tracking)."""
+    return f"{PREFIX}:reply:{owner}:{fingerprint}"

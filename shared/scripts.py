@@ -20,8 +20,11 @@ class Scripts:
     """Each attribute runs one script with EVALSHA, loading it again if Redis forgot it (a restart)."""
 
     def __init__(self, redis: Redis) -> None:
+        self.redis = redis
         self.emit: AsyncScript = redis.register_script(_source("emit"))
         self.acquire: AsyncScript = redis.register_script(_source("acquire"))
         self.renew: AsyncScript = redis.register_script(_source("renew"))
         self.release: AsyncScript = redis.register_script(_source("release"))
         self.claim: AsyncScript = redis.register_script(_source("claim"))
+        self.admit: AsyncScript = redis.register_script(_source("admit"))
+        self.hold: AsyncScript = redis.register_script(_source("hold"))

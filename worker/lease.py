@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 if TYPE_CHECKING:
     from shared.keys import GenerationKeys
     from shared.scripts import Scripts
+    from worker.session_turn import SessionTurn
 
 __all__ = ("Acquired", "GenerationLease", "LeaseLost")
 
@@ -47,8 +48,11 @@ class GenerationLease:
         )
         return Acquired(int(result))
 
-    async def keep(self, on_stop: Callable[[str], None]) -> None:
-        """Renew every third of the TTL until cancelled; call ``on_stop(reason)`` if the run must end."""
+    async def keep(self, on_stop: Callable[[str], None], turn: SessionTurn | None = None) -> None:
+        """Renew every third of the TTL until cancelled; call ``on_stop(reason)`` if the run must end.
+
+        The session gate of ``turn``, if any, is renewed with the lease: they expire together.
+        """
         interval = self._ttl_ms / 3000
         while True:
             await asyncio.sleep(interval)
@@ -56,6 +60,9 @@ class GenerationLease:
                 state = await self._scripts.renew(
                     keys=[self._keys.lease, self._keys.cancel], args=[self.token, self._ttl_ms]
                 )
+                if state == 1 and turn is not None and not await turn.hold(self._ttl_ms):
+                    on_stop("superseded")
+                    return
             except RedisError as exc:
                 # Keep trying: the lease survives one missed renewal, and Redis may be back in a moment.
                 log.warning("lease renewal failed: %s", exc)

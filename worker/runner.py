@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 import msgspec
 from redis.exceptions import RedisError
 
-from shared.errors import ClientClosed, GatewayError, InternalError, ModelNotFound, ServiceUnavailable
+from shared.errors import ClientClosed, Conflict, GatewayError, InternalError, ModelNotFound, ServiceUnavailable
 from shared.events import Failed, Finished, Started
 from shared.keys import GenerationKeys
 from worker.emitter import EventEmitter
 from worker.lease import Acquired, GenerationLease, LeaseLost
+from worker.session_turn import SessionTurn
 
 if TYPE_CHECKING:
     from shared.catalog import Catalog
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 _STOP_ERRORS: dict[str, GatewayError] = {
     "cancelled": ClientClosed("The request was cancelled."),
     "shutdown": ServiceUnavailable("The worker shut down before the generation finished.", code="worker_shutdown"),
+    "superseded": Conflict("A newer request in this conversation took over.", code="superseded"),
 }
 
 
@@ -93,9 +95,12 @@ class GenerationRunner:
     async def run(self, request: GenerationRequest) -> None:
         keys = GenerationKeys(request.id)
         lease = GenerationLease(self._scripts, keys, f"{self.worker_id}:{os.urandom(6).hex()}", self._lease_ttl)
+        turn = self._turn(request)
         acquired = await lease.acquire()
         if acquired is not Acquired.TAKEN:
             log.info("generation %s not started: %s", request.id, acquired.name.lower())
+            if acquired is Acquired.CANCELLED and turn is not None:
+                await turn.finish(completed=False)
             return
         emitter = EventEmitter(
             self._scripts,
@@ -112,9 +117,10 @@ class GenerationRunner:
         def stop(reason: str) -> None:
             self.cancel(request.id, reason)
 
-        heartbeat = asyncio.create_task(lease.keep(stop))
+        heartbeat = asyncio.create_task(lease.keep(stop, turn))
+        completed = False
         try:
-            await self._generate(request, emitter)
+            completed = await self._generate(request, emitter, turn)
         except asyncio.CancelledError:
             reason = self._stop_reasons.get(request.id, "shutdown")
             if reason != "lease_lost":
@@ -124,6 +130,13 @@ class GenerationRunner:
             self._running.pop(request.id, None)
             self._stop_reasons.pop(request.id, None)
             await asyncio.shield(self._release(lease))
+            if turn is not None:
+                await asyncio.shield(turn.finish(completed=completed))
+
+    def _turn(self, request: GenerationRequest) -> SessionTurn | None:
+        if request.session is None:
+            return None
+        return SessionTurn(self._scripts, request, request.session, ttl_s=self._settings.sessions.ttl_s)
 
     @property
     def _event_ttl(self) -> int:
@@ -133,7 +146,8 @@ class GenerationRunner:
     def _lease_ttl(self) -> float:
         return self._settings.worker.lease_ttl_s
 
-    async def _generate(self, request: GenerationRequest, emitter: EventEmitter) -> None:
+    async def _generate(self, request: GenerationRequest, emitter: EventEmitter, turn: SessionTurn | None) -> bool:
+        """Run the provider; ``True`` when the generation finished normally."""
         try:
             await emitter.send(Started(self.worker_id))
             routes = self._catalog.routes(request.model)
@@ -143,9 +157,15 @@ class GenerationRunner:
             provider = self._providers[route.channel.name]
             async for output in provider.stream(request, route.upstream_model):
                 if isinstance(output, Finished):
+                    marker = turn.marker() if turn is not None else None
+                    if marker is not None:
+                        await emitter.send(marker)
                     output = msgspec.structs.replace(output, finished_at=int(time.time()))
+                elif turn is not None:
+                    turn.observe(output)
                 await emitter.send(output)
             await emitter.drain()
+            return True
         except GatewayError as error:
             await self._fail(request, emitter, error)
         except (LeaseLost, RedisError) as exc:
@@ -153,6 +173,7 @@ class GenerationRunner:
         except Exception:
             log.exception("generation %s failed", request.id)
             await self._fail(request, emitter, InternalError("The gateway failed while generating."))
+        return False
 
     async def _fail(self, request: GenerationRequest, emitter: EventEmitter, error: GatewayError) -> None:
         log.info("generation %s failed: %s %s", request.id, error.status, error.message)

@@ -12,6 +12,7 @@ from msgspec import UNSET
 
 from api.chat_adapter import decode_chat_request, to_generation
 from api.chat_output import ChatCompletionBuilder, ChatStreamWriter, error_frame
+from api.identity import client_identity
 from api.middleware import REQUEST_ID_KEY
 from api.state import gateway_state
 from api.streaming import Relayed, sse_response
@@ -39,7 +40,15 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         created=created,
         user_agent=request.headers.get("user-agent", ""),
     )
-    relayed = Relayed(await state.dispatcher.submit(generation), state.dispatcher)
+    generation = await state.sessions.enter(
+        request, generation, owner=client_identity(request), queue_timeout_s=state.settings.relay.queue_timeout_s
+    )
+    try:
+        subscription = await state.dispatcher.submit(generation)
+    except BaseException:
+        await state.sessions.leave(generation)
+        raise
+    relayed = Relayed(subscription, state.dispatcher)
     completion_id = f"chatcmpl-{generation_id}"
     try:
         if not chat.stream:

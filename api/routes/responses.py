@@ -42,7 +42,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
     if body.model not in state.catalog:
         raise ModelNotFound(body.model)
     owner = client_identity(request)
-    history = await _history(state, body.previous_response_id, owner)
+    history, inherited_session = await _history(state, body.previous_response_id, owner)
     response_id = new_response_id()
     created = int(time.time())
     parsed = adapter.parse_input(body.input, id_prefix=f"msg_{response_id.removeprefix('resp_')}i")
@@ -65,15 +65,24 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
         client=ClientInfo(user_agent=request.headers.get("user-agent", "")),
         retain_s=store.ttl_s if shell.store else None,
     )
-    if shell.store:
-        await store.create(
-            StoredResponse(shell=shell, owner=owner, conversation=conversation, input_items=parsed.items)
-        )
     queue_timeout = store.queue_timeout_s(shell.background)
-    if shell.background and not body.stream:
-        await state.dispatcher.enqueue(generation, queue_timeout_s=queue_timeout)
-        return _json(ResponseProjector(shell).snapshot())
-    subscription = await state.dispatcher.submit(generation, queue_timeout_s=queue_timeout)
+    generation = await state.sessions.enter(
+        request, generation, owner=owner, queue_timeout_s=queue_timeout, inherited=inherited_session
+    )
+    try:
+        if shell.store:
+            session_id = generation.session.id if generation.session else None
+            record = StoredResponse(
+                shell=shell, owner=owner, conversation=conversation, input_items=parsed.items, session_id=session_id
+            )
+            await store.create(record)
+        if shell.background and not body.stream:
+            await state.dispatcher.enqueue(generation, queue_timeout_s=queue_timeout)
+            return _json(ResponseProjector(shell).snapshot())
+        subscription = await state.dispatcher.submit(generation, queue_timeout_s=queue_timeout)
+    except BaseException:
+        await state.sessions.leave(generation)
+        raise
     relayed = Relayed(subscription, state.dispatcher, detached=shell.background)
     projector = ResponseProjector(shell)
     try:
@@ -94,9 +103,10 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
     )
 
 
-async def _history(state: GatewayState, previous_id: str | None, owner: str) -> list[Message]:
+async def _history(state: GatewayState, previous_id: str | None, owner: str) -> tuple[list[Message], str | None]:
+    """The conversation a request continues, and that conversation's session."""
     if previous_id is None:
-        return []
+        return [], None
     try:
         previous = await state.responses.load(previous_id, owner)
     except NotFound:
@@ -112,7 +122,7 @@ async def _history(state: GatewayState, previous_id: str | None, owner: str) -> 
             code="previous_response_in_progress",
             param="previous_response_id",
         )
-    return previous.conversation + adapter.history_from_output(projector.output)
+    return previous.conversation + adapter.history_from_output(projector.output), previous.session_id
 
 
 async def _complete(relayed: Relayed, projector: ResponseProjector) -> ResponseObject:

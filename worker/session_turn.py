@@ -1,0 +1,74 @@
+"""A generation's part in its conversation: holding the session gate, marking and binding the reply.
+
+While the run lasts, the lease heartbeat also renews the session's gate (:meth:`SessionTurn.hold`); a
+run that finds the gate taken over stops. At the end the gate is released, and the reply is made
+recognisable in the next request: in ``zero_width`` mode by appending the session id in invisible
+characters, in ``hash`` mode by binding the turn's fingerprint to the session.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from shared.events import TextDelta, ToolCallDelta, ToolCallStarted
+from shared.generation import Message, TextPart, ToolCall
+from shared.keys import SessionKeys, binding_key
+from shared.sessions import encode_zero_width, turn_fingerprint
+
+if TYPE_CHECKING:
+    from shared.generation import GenerationRequest, SessionRef
+    from shared.scripts import Scripts
+    from worker.providers import ProviderOutput
+
+__all__ = ("SessionTurn",)
+
+log = logging.getLogger(__name__)
+
+
+class SessionTurn:
+    def __init__(self, scripts: Scripts, request: GenerationRequest, session: SessionRef, *, ttl_s: int) -> None:
+        self._scripts = scripts
+        self._request = request
+        self._session = session
+        self._gate = SessionKeys(session.id).gate
+        self._ttl_s = ttl_s
+        self._text: list[str] = []
+        self._calls: dict[int, ToolCall] = {}
+
+    @property
+    def gated(self) -> bool:
+        return self._session.fence > 0
+
+    def observe(self, output: ProviderOutput) -> None:
+        """Remember the reply as the client will see it."""
+        if isinstance(output, TextDelta):
+            self._text.append(output.text)
+        elif isinstance(output, ToolCallStarted):
+            self._calls[output.index] = ToolCall(output.call_id, output.name, "")
+        elif isinstance(output, ToolCallDelta) and output.index in self._calls:
+            self._calls[output.index].arguments += output.arguments
+
+    def marker(self) -> TextDelta | None:
+        """The text that ends the reply: the session id in zero-width characters, in that mode."""
+        return TextDelta(encode_zero_width(self._session.id)) if self._session.zero_width else None
+
+    async def hold(self, ttl_ms: int) -> bool:
+        """Renew the gate; ``False`` once another run took it over."""
+        if not self.gated:
+            return True
+        return bool(await self._scripts.hold(keys=[self._gate], args=[self._request.id, ttl_ms]))
+
+    async def finish(self, *, completed: bool) -> None:
+        """Release the gate and, for a completed hash-mode turn, bind the reply to the session."""
+        try:
+            if completed and not self._session.zero_width and self._request.messages:
+                reply = Message("assistant", [TextPart("".join(self._text))], tool_calls=list(self._calls.values()))
+                binding = binding_key(self._session.owner, turn_fingerprint(self._request.messages[-1], reply))
+                await self._scripts.redis.set(binding, self._session.id, ex=self._ttl_s)
+            if self.gated:
+                await self._scripts.release(keys=[self._gate], args=[self._request.id])
+        except RedisError as exc:
+            log.warning("session %s: could not close the turn (the gate will expire): %s", self._session.id, exc)
