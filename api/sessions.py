@@ -57,7 +57,11 @@ class Sessions:
         policy = self._policy(request)
         session_id, messages = await self._resolve(owner, generation.messages, inherited)
         hold_s = queue_timeout_s + self._settings.worker.lease_ttl_s
-        fence = 0 if policy == "allow" else await self._admit(session_id, generation.id, policy, hold_s)
+        # A new session's id is known to nobody until its first reply exists: nothing can collide with it.
+        fresh = session_id is None
+        if session_id is None:
+            session_id = new_session_id()
+        fence = 0 if fresh or policy == "allow" else await self._admit(session_id, generation.id, policy, hold_s)
         zero_width = self._settings.sessions.mode == "zero_width"
         return msgspec.structs.replace(
             generation, messages=messages, session=SessionRef(session_id, fence, owner, zero_width)
@@ -77,19 +81,22 @@ class Sessions:
                 return policy
         raise InvalidRequest(f"{CONCURRENCY_HEADER} must be one of {', '.join(_POLICIES)}.", param=CONCURRENCY_HEADER)
 
-    async def _resolve(self, owner: str, messages: list[Message], inherited: str | None) -> tuple[str, list[Message]]:
+    async def _resolve(
+        self, owner: str, messages: list[Message], inherited: str | None
+    ) -> tuple[str | None, list[Message]]:
+        """The session the messages continue (``None``: a new conversation), and the messages stripped."""
         if self._settings.sessions.mode == "zero_width":
             found = inherited or next(
                 (sid for m in reversed(messages) if m.role == "assistant" and (sid := decode_zero_width(m.text()))),
                 None,
             )
-            return found or new_session_id(), strip_messages(messages)
+            return found, strip_messages(messages)
         cleaned = strip_messages(messages)
         if inherited:
             return inherited, cleaned
         last = next((i for i in range(len(cleaned) - 1, 0, -1) if cleaned[i].role == "assistant"), None)
         if last is None:
-            return new_session_id(), cleaned
+            return None, cleaned
         binding = keys.binding_key(owner, turn_fingerprint(cleaned[last - 1], cleaned[last]))
         try:
             bound = await self._redis.get(binding)

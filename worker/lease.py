@@ -8,6 +8,7 @@ write checks it (see ``emit.lua``), so a worker that lost it can no longer publi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Callable
@@ -54,6 +55,10 @@ class GenerationLease:
         The session gate of ``turn``, if any, is renewed with the lease: they expire together.
         """
         interval = self._ttl_ms / 3000
+        if turn is not None:
+            # The API admitted the run with room for its queue wait; running, it lives by the lease's TTL.
+            with contextlib.suppress(RedisError):
+                await turn.hold(self._ttl_ms)
         while True:
             await asyncio.sleep(interval)
             try:
