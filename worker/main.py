@@ -38,6 +38,8 @@ __all__ = ("GatewayWorker", "run_worker", "serve_worker")
 
 log = logging.getLogger(__name__)
 
+_REDIS_RETRY_S = 0.5
+
 
 async def generate(ctx: dict[str, Any], payload: bytes) -> None:
     """The arq job: run one generation. It never raises, so arq never retries it."""
@@ -191,14 +193,24 @@ def _require_url(settings: Settings) -> str:
 
 
 async def serve_worker(settings: Settings) -> None:
-    """Run a worker until it is stopped by a signal (SIGTERM drains running generations first)."""
-    worker = build_worker(settings)
-    try:
-        await worker.async_run()
-    except asyncio.CancelledError:
-        pass
-    finally:
-        await worker.close()
+    """Run a worker until it is stopped by a signal (SIGTERM drains running generations first).
+
+    Losing Redis (a restart, a failover) stops arq's loop; the worker then starts over once Redis
+    answers again instead of exiting. Generations that were running are reported by their leases.
+    """
+    while True:
+        worker = build_worker(settings)
+        try:
+            await worker.async_run()
+            return
+        except asyncio.CancelledError:
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("worker lost Redis (%s); starting over in %.1f s", exc, _REDIS_RETRY_S)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await worker.close()
+        await asyncio.sleep(_REDIS_RETRY_S)
 
 
 def run_worker(settings: Settings) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 from redis import Redis
 
+from shared.redis_server import EmbeddedRedis
 from tests.e2e.conftest import gateway_config
 from tests.fakes.openai_upstream import RunningFakeUpstream
 from tests.harness import GatewayProcesses
@@ -124,3 +126,31 @@ def test_background_response_survives_its_api_instance(redis_url: str) -> None:
             done = sdk.responses.retrieve(response.id)
     assert done.status == "completed"
     assert done.output_text == " ".join(f"w{i}" for i in range(20))
+
+
+def test_redis_restarted_while_idle(tmp_path: Path) -> None:
+    """Stored responses survive (append-only file), and both roles reconnect by themselves."""
+    with EmbeddedRedis(data_dir=tmp_path, persist=True) as redis_server:
+        config = SLOW_MOCK.format(rate=0, reply="still here")
+        with (
+            GatewayProcesses(redis_url=redis_server.url, config_toml=config) as gateway,
+            openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=10) as sdk,
+        ):
+            stored = sdk.responses.create(model="slow-mock", input="before")
+            redis_server.restart()
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    after = sdk.chat.completions.create(model="slow-mock", messages=MESSAGES)
+                    break
+                except openai.APIStatusError as exc:
+                    assert exc.status_code == 503 and time.monotonic() < deadline, exc
+                    time.sleep(0.2)
+            assert after.choices[0].message.content == "still here"
+            assert sdk.responses.retrieve(stored.id).output_text == "still here"
+            streamed = "".join(
+                c.choices[0].delta.content or ""
+                for c in sdk.chat.completions.create(model="slow-mock", messages=MESSAGES, stream=True)
+                if c.choices
+            )
+            assert streamed == "still here"
