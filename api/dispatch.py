@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from shared import keys
-from shared.errors import ServiceUnavailable
+from shared.errors import RedisUnavailable
 from shared.queue import enqueue_generation
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class Dispatcher:
         try:
             await enqueue_generation(self._redis, request, expires_s=queue_timeout_s)
         except RedisError as exc:
-            raise ServiceUnavailable("The gateway cannot reach its queue.", code="redis_unavailable") from exc
+            raise RedisUnavailable("The gateway cannot reach its queue.") from exc
 
     async def cancel(self, generation_id: str, *, remember_s: int | None = None) -> None:
         """Ask whichever worker runs (or will pick up) the generation to stop it.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
-from shared.errors import ServiceUnavailable, WorkerLost
+from shared.errors import RedisUnavailable, ServiceUnavailable, WorkerLost
 from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, Started, decode_batch, decode_envelope
 from shared.keys import GenerationKeys, relay_channel
 
@@ -63,7 +63,7 @@ class Relay:
             async with asyncio.timeout(timeout_s):
                 await self._ready.wait()
         except TimeoutError:
-            raise ServiceUnavailable("The gateway cannot reach Redis.", code="redis_unavailable") from None
+            raise RedisUnavailable() from None
 
     def subscribe(self, generation_id: str, *, queue_timeout_s: float | None = None) -> Subscription:
         """Follow a generation whose worker publishes to this instance (its ``reply_to`` is our channel)."""
@@ -172,7 +172,7 @@ class Subscription:
         try:
             entries = await self._redis.xrange(self._keys.events, min=f"0-{self._next + 1}", max="+", count=1000)
         except RedisError as exc:
-            raise ServiceUnavailable("The gateway lost its connection to Redis.", code="redis_unavailable") from exc
+            raise RedisUnavailable("The gateway lost its connection to Redis.") from exc
         for _, fields in entries:
             self.deliver(decode_envelope(fields[b"e"]))
 
@@ -187,7 +187,7 @@ class Subscription:
         try:
             alive = await self._redis.exists(self._keys.lease)
         except RedisError as exc:
-            raise ServiceUnavailable("The gateway lost its connection to Redis.", code="redis_unavailable") from exc
+            raise RedisUnavailable("The gateway lost its connection to Redis.") from exc
         if not alive:
             # The worker writes its last event before it drops the lease: look once more before giving up.
             await self._read_log()
@@ -204,7 +204,7 @@ class LogTail(Subscription):
                 {self._keys.events: f"0-{self._next}"}, count=1000, block=int(self._config.idle_check_s * 1000)
             )
         except RedisError as exc:
-            raise ServiceUnavailable("The gateway lost its connection to Redis.", code="redis_unavailable") from exc
+            raise RedisUnavailable("The gateway lost its connection to Redis.") from exc
         for _, entries in found:
             for _, fields in entries:
                 self.deliver(decode_envelope(fields[b"e"]))

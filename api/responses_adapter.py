@@ -83,11 +83,7 @@ def parse_input(value: str | list[msgspec.Raw], *, id_prefix: str) -> ParsedInpu
             messages.append(Message("system" if item.role == "developer" else item.role, parts))
             items.append(InputMessage(id=item_id, role=item.role, content=[_view(part, item.role) for part in parts]))
         elif isinstance(item, wire.FunctionCallItem):
-            call = ToolCall(item.call_id, item.name, item.arguments)
-            if messages and messages[-1].role == "assistant":
-                messages[-1].tool_calls.append(call)
-            else:
-                messages.append(Message("assistant", tool_calls=[call]))
+            _append_call(messages, ToolCall(item.call_id, item.name, item.arguments))
             items.append(
                 FunctionCallOutput(
                     id=item_id, call_id=item.call_id, name=item.name, arguments=item.arguments, status="completed"
@@ -262,9 +258,13 @@ def history_from_output(output: list[OutputItem]) -> list[Message]:
         if isinstance(item, MessageOutput):
             messages.append(Message("assistant", [TextPart("".join(part.text for part in item.content))]))
         else:
-            call = ToolCall(item.call_id, item.name, item.arguments)
-            if messages and messages[-1].role == "assistant":
-                messages[-1].tool_calls.append(call)
-            else:
-                messages.append(Message("assistant", tool_calls=[call]))
+            _append_call(messages, ToolCall(item.call_id, item.name, item.arguments))
     return messages
+
+
+def _append_call(messages: list[Message], call: ToolCall) -> None:
+    """Chat carries a turn's tool calls on the assistant message that precedes them."""
+    if messages and messages[-1].role == "assistant":
+        messages[-1].tool_calls.append(call)
+    else:
+        messages.append(Message("assistant", tool_calls=[call]))

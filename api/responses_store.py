@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from api.responses_objects import InputItemView, ResponseShell, StreamEvent
 from api.responses_projection import ResponseProjector
 from shared import keys
-from shared.errors import ClientClosed, NotFound, ServiceUnavailable, WorkerLost
+from shared.errors import ClientClosed, NotFound, RedisUnavailable, ServiceUnavailable, WorkerLost
 from shared.events import GenerationEvent, Started, decode_envelope
 from shared.generation import Message
 
@@ -61,14 +61,14 @@ class ResponseStore:
         try:
             await self._redis.set(keys.ResponseKeys(record.shell.id).record, _encoder.encode(record), ex=self.ttl_s)
         except RedisError as exc:
-            raise ServiceUnavailable("The gateway cannot reach its store.", code="redis_unavailable") from exc
+            raise RedisUnavailable("The gateway cannot reach its store.") from exc
 
     async def load(self, response_id: str, owner: str) -> StoredResponse:
         """The record, or 404 if it does not exist or belongs to another key."""
         try:
             data = await self._redis.get(keys.ResponseKeys(response_id).record)
         except RedisError as exc:
-            raise ServiceUnavailable("The gateway cannot reach its store.", code="redis_unavailable") from exc
+            raise RedisUnavailable("The gateway cannot reach its store.") from exc
         if data is None:
             raise _not_found(response_id)
         record = _decoder.decode(data)
@@ -77,13 +77,12 @@ class ResponseStore:
         return record
 
     async def delete(self, response_id: str) -> None:
-        """Remove the response and stop its generation if it still runs."""
+        """Remove the record and the event log together (the caller stops a run still going)."""
         response_keys = keys.ResponseKeys(response_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(response_keys.record, response_keys.events)
-            pipe.set(response_keys.cancel, b"1", ex=self._settings.relay.event_ttl_s)
-            pipe.publish(keys.CANCEL_CHANNEL, response_id)
-            await pipe.execute()
+        try:
+            await self._redis.delete(response_keys.record, response_keys.events)
+        except RedisError as exc:
+            raise RedisUnavailable("The gateway cannot reach its store.") from exc
 
     async def project(self, record: StoredResponse) -> tuple[ResponseProjector, list[StreamEvent]]:
         """The response as it stands now, and the stream events so far.
@@ -101,7 +100,7 @@ class ResponseStore:
                 pipe.xrange(response_keys.events)
                 leased, cancelled, entries = await pipe.execute()
         except RedisError as exc:
-            raise ServiceUnavailable("The gateway cannot reach its store.", code="redis_unavailable") from exc
+            raise RedisUnavailable("The gateway cannot reach its store.") from exc
         events = [decode_envelope(fields[b"e"]).event for _, fields in entries]
         projector = ResponseProjector(record.shell)
         stream: list[StreamEvent] = []

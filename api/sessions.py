@@ -15,7 +15,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from shared import keys
-from shared.errors import Conflict, InvalidRequest, ServiceUnavailable
+from shared.errors import Conflict, InvalidRequest, RedisUnavailable
 from shared.generation import GenerationRequest, Message, SessionRef
 from shared.sessions import decode_zero_width, history_key, new_session_id, strip_messages, turn_fingerprint
 
@@ -101,7 +101,7 @@ class Sessions:
         try:
             bound = await self._redis.get(binding)
         except RedisError as exc:
-            raise ServiceUnavailable("The gateway cannot reach Redis.", code="redis_unavailable") from exc
+            raise RedisUnavailable() from exc
         return (bound.decode() if bound else history_key(owner, cleaned[: last + 1])), cleaned
 
     async def _admit(self, session_id: str, generation_id: str, policy: Policy, hold_s: float) -> int:
@@ -113,7 +113,7 @@ class Sessions:
                 keys=[session_keys.gate, session_keys.fence], args=[generation_id, int(hold_s * 1000), mode, ttl_ms]
             )
         except RedisError as exc:
-            raise ServiceUnavailable("The gateway cannot reach Redis.", code="redis_unavailable") from exc
+            raise RedisUnavailable() from exc
         if not fence:
             raise Conflict(
                 "Another request is already running in this conversation; retry when it has finished.",

@@ -17,7 +17,8 @@ API as :class:`ErrorInfo` inside a ``failed`` event.
     ├── InternalError ................ 500 server_error
     │   └── WorkerLost ............... 500 server_error / worker_lost
     ├── UpstreamError ................ 502 upstream_error
-    ├── ServiceUnavailable ........... 503 service_unavailable (Redis down, no worker)
+    ├── ServiceUnavailable ........... 503 service_unavailable (no worker took the job)
+    │   └── RedisUnavailable ......... 503 service_unavailable / redis_unavailable
     └── UpstreamTimeout .............. 504 timeout
 """
 
@@ -41,6 +42,7 @@ __all__ = (
     "NotFound",
     "PermissionDenied",
     "RateLimited",
+    "RedisUnavailable",
     "ServiceUnavailable",
     "UpstreamError",
     "UpstreamTimeout",
@@ -195,6 +197,15 @@ class ServiceUnavailable(GatewayError):
 
     status = 503
     type = "service_unavailable"
+
+
+class RedisUnavailable(ServiceUnavailable):
+    """Redis could not be reached, or the connection dropped mid-request."""
+
+    default_code = "redis_unavailable"
+
+    def __init__(self, message: str = "The gateway cannot reach Redis.") -> None:
+        super().__init__(message)
 
 
 class UpstreamTimeout(GatewayError):

@@ -173,6 +173,7 @@ async def delete_response(request: Request[Any, Any, Any], response_id: str) -> 
     state = gateway_state(request)
     await state.responses.load(response_id, client_identity(request))
     await state.responses.delete(response_id)
+    await state.dispatcher.cancel(response_id)
     return _json(DeletedResponse(response_id))
 
 

@@ -91,11 +91,10 @@ async def test_queued_responses_fail_once_no_worker_took_them_in_time(fake_redis
     assert short.snapshot().status == "failed"
 
 
-async def test_delete_removes_record_and_log_and_stops_the_run(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+async def test_delete_removes_record_and_log(fake_redis: fakeredis.FakeAsyncRedis) -> None:
     store = _store(fake_redis)
     await store.create(_record())
     await _log(fake_redis, "resp_1", [Started("w")])
     await store.delete("resp_1")
     keys = ResponseKeys("resp_1")
     assert not await fake_redis.exists(keys.record, keys.events)
-    assert await fake_redis.exists(keys.cancel)
