@@ -109,6 +109,8 @@ class _Channel(_Section, tag_field="type", frozen=True, kw_only=True):
     models: list[str | ModelAlias]
     priority: int = 0
     """Lower runs first when several channels serve a model."""
+    tool_mode: Literal["native", "bridge"] = "native"
+    """``bridge``: the models cannot call tools natively; tools go through the XML text bridge."""
 
     def model_map(self) -> dict[str, str]:
         """Client model name → upstream model name."""

@@ -9,6 +9,8 @@ The reply depends only on the request, so tests need no side channel. By ``model
 - ``fake-stall``: two chunks, then nothing until the client disconnects
 - ``fake-midstream-error``: three chunks, then the body ends without ``[DONE]`` or a finish reason
 - ``fake-tools``: one call of the first tool, arguments ``{"city": "Paris"}`` in three fragments
+- ``fake-xml``: a model without native tools: ``Checking.`` and then, in the text bridge's XML after
+  the trigger found in the prompt, a call of ``get_weather`` for Paris (plain text if no trigger)
 - ``fake-transcript``: the conversation it received, one ``role:text`` entry per message joined by
   `` | ``; tool calls as ``call(<id> <name> <arguments>)``, tool results as ``tool(<call id>):text``
 
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -103,6 +106,7 @@ class _Request(msgspec.Struct):
 
 
 _encoder = msgspec.json.Encoder()
+_TRIGGER = re.compile(r"<<CALL_[a-z0-9]+>>")
 _decoder = msgspec.json.Decoder(_Request)
 
 
@@ -139,7 +143,7 @@ class FakeUpstream:
             await self._reply(send, 200, _encoder.encode(self.stats))
         elif method == "GET" and path.endswith("/models"):
             names = ["fake-model", "fake-echo", "fake-slow", "fake-stall", "fake-tools", "fake-midstream-error"]
-            names.append("fake-transcript")
+            names += ["fake-transcript", "fake-xml"]
             data = [{"id": n, "object": "model", "created": 0, "owned_by": "fake"} for n in names]
             await self._reply(send, 200, _encoder.encode({"object": "list", "data": data}))
         elif method == "POST" and path.endswith("/chat/completions"):
@@ -180,6 +184,12 @@ class FakeUpstream:
             await self._complete(request, prompt_tokens, send)
 
     def _pieces(self, request: _Request) -> list[str]:
+        if request.model == "fake-xml":
+            trigger = next((m.group(0) for msg in request.messages if (m := _TRIGGER.search(msg.text()))), None)
+            if trigger is None:
+                return ["No tools."]
+            call = '<function_calls>\n<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n'
+            return ["Checking.", f"\n{trigger}\n", call[:30], call[30:], "</invoke>\n</function_calls>"]
         if request.model == "fake-transcript":
             return [" | ".join(message.transcript() for message in request.messages)]
         if request.model == "fake-echo":

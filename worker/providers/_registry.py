@@ -7,6 +7,7 @@ from shared.config import ChannelConfig, MockChannel, OpenAIChannel
 from worker.providers._base import Provider
 from worker.providers.mock import MockProvider
 from worker.providers.openai_chat import OpenAIChatProvider
+from worker.toolbridge.provider import BridgedProvider
 
 __all__ = ("ProviderRegistry", "default_registry")
 
@@ -27,7 +28,8 @@ class ProviderRegistry:
             factory = self._factories[type(channel)]
         except KeyError:
             raise LookupError(f"no provider registered for channel type {type(channel).__name__}") from None
-        return factory(channel)
+        provider = factory(channel)
+        return BridgedProvider(provider) if channel.tool_mode == "bridge" else provider
 
 
 def default_registry() -> ProviderRegistry:
