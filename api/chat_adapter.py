@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from msgspec import UNSET
 
+from api.decoding import decode_body
 from shared import openai_chat as wire
 from shared.errors import InvalidRequest
 from shared.generation import (
@@ -30,14 +31,7 @@ class _AllowedTools(msgspec.Struct):
 
 
 def decode_chat_request(body: bytes) -> wire.ChatCompletionRequest:
-    if not body.strip():
-        raise InvalidRequest("The request body is empty; expected a JSON object.")
-    try:
-        request = _decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"Invalid request: {exc}", param=_param(str(exc))) from exc
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+    request = decode_body(_decoder, body)
     if not request.model:
         raise InvalidRequest("'model' must not be empty.", param="model")
     if not request.messages:
@@ -45,12 +39,6 @@ def decode_chat_request(body: bytes) -> wire.ChatCompletionRequest:
     if request.n not in (UNSET, None, 1):
         raise InvalidRequest("Only n=1 is supported.", param="n")
     return request
-
-
-def _param(message: str) -> str | None:
-    # msgspec says "... - at `$.messages[0].role`"; OpenAI's param is that path without "$.".
-    _, sep, path = message.rpartition("at `$.")
-    return path.rstrip("`") if sep else None
 
 
 def _parts(content: str | list[wire.ChatContentPart] | None, where: str) -> list[ContentPart]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import msgspec
 from msgspec import UNSET
 
+from api.decoding import decode_body
 from api.responses_objects import (
     FunctionCallOutput,
     FunctionCallResult,
@@ -37,14 +38,7 @@ _reasoning_decoder = msgspec.json.Decoder(wire.ReasoningConfig)
 
 
 def decode_create_response(body: bytes) -> wire.CreateResponse:
-    if not body.strip():
-        raise InvalidRequest("The request body is empty; expected a JSON object.")
-    try:
-        request = _decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"Invalid request: {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+    request = decode_body(_decoder, body)
     if not request.model:
         raise InvalidRequest("'model' is required.", param="model")
     if not request.input and not request.previous_response_id:
