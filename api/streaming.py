@@ -7,13 +7,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from litestar.response import Stream
 from redis.exceptions import RedisError
 
-from shared.errors import GatewayError
-from shared.events import Failed, GenerationEvent, Started
+from shared.errors import GatewayError, InternalError
+from shared.events import TERMINAL_EVENTS, Failed, GenerationEvent, Started
 
 if TYPE_CHECKING:
     from api.dispatch import Dispatcher
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = ("Relayed", "sse_response")
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _KEEPALIVE = b": keep-alive\n\n"
@@ -56,6 +58,21 @@ class Relayed:
             elif time.monotonic() >= deadline:
                 break
         return head
+
+    async def collect(self, feed: Callable[[GenerationEvent], T | None]) -> T:
+        """Feed every event to ``feed`` until it returns a result (a non-streaming answer), then finish."""
+        try:
+            async for event in self.events:
+                if event is None:
+                    continue
+                self.ended = self.ended or isinstance(event, TERMINAL_EVENTS)
+                result = feed(event)
+                if result is not None:
+                    self.ended = True
+                    return result
+        finally:
+            await self.finish()
+        raise InternalError("The generation ended without a result.")
 
     async def finish(self) -> None:
         """Release the subscription; if the generation did not end, cancel it (the client is gone)."""

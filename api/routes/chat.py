@@ -16,7 +16,7 @@ from api.identity import client_identity
 from api.middleware import REQUEST_ID_KEY
 from api.state import gateway_state
 from api.streaming import Relayed, sse_response
-from shared.errors import InternalError, ModelNotFound
+from shared.errors import ModelNotFound
 from shared.ids import new_generation_id
 
 __all__ = ("chat_completions",)
@@ -52,9 +52,9 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
     completion_id = f"chatcmpl-{generation_id}"
     try:
         if not chat.stream:
-            return await _complete(
-                relayed, ChatCompletionBuilder(completion_id=completion_id, model=chat.model, created=created)
-            )
+            builder = ChatCompletionBuilder(completion_id=completion_id, model=chat.model, created=created)
+            completion = await relayed.collect(builder.feed)
+            return Response(_encoder.encode(completion), media_type="application/json")
         options = chat.stream_options
         include_usage = bool(options and options.include_usage is not UNSET and options.include_usage)
         writer = ChatStreamWriter(
@@ -73,17 +73,3 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         is_done=lambda: writer.done,
         keepalive_s=state.settings.relay.keepalive_s,
     )
-
-
-async def _complete(relayed: Relayed, builder: ChatCompletionBuilder) -> Response[bytes]:
-    try:
-        async for event in relayed.events:
-            if event is None:
-                continue
-            completion = builder.feed(event)
-            if completion is not None:
-                relayed.ended = True
-                return Response(_encoder.encode(completion), media_type="application/json")
-    finally:
-        await relayed.finish()
-    raise InternalError("The generation ended without a result.")

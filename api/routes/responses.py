@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -18,8 +19,8 @@ from api.responses_projection import ResponseProjector
 from api.responses_store import StoredResponse
 from api.state import GatewayState, gateway_state
 from api.streaming import SSE_HEADERS, Relayed, sse_response
-from shared.errors import ClientClosed, Conflict, GatewayError, InternalError, InvalidRequest, ModelNotFound, NotFound
-from shared.events import Failed
+from shared.errors import ClientClosed, Conflict, GatewayError, InvalidRequest, ModelNotFound, NotFound
+from shared.events import Failed, GenerationEvent
 from shared.generation import ClientInfo, GenerationRequest, Message, TextPart
 from shared.ids import new_response_id
 
@@ -87,7 +88,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
     projector = ResponseProjector(shell)
     try:
         if not body.stream:
-            return _json(await _complete(relayed, projector))
+            return _json(await relayed.collect(_final(projector)))
         head = await relayed.head(commit_after_s=state.settings.relay.keepalive_s)
     except BaseException:
         await relayed.finish()
@@ -125,20 +126,18 @@ async def _history(state: GatewayState, previous_id: str | None, owner: str) -> 
     return previous.conversation + adapter.history_from_output(projector.output), previous.session_id
 
 
-async def _complete(relayed: Relayed, projector: ResponseProjector) -> ResponseObject:
-    try:
-        async for event in relayed.events:
-            if event is None:
-                continue
-            projector.feed(event)
-            if projector.done:
-                relayed.ended = True
-                if isinstance(event, Failed) and projector.status == "failed":
-                    raise GatewayError.from_info(event.error)
-                return projector.snapshot()
-    finally:
-        await relayed.finish()
-    raise InternalError("The generation ended without a result.")
+def _final(projector: ResponseProjector) -> Callable[[GenerationEvent], ResponseObject | None]:
+    """The non-streaming answer: the finished response, or the failure as an HTTP error."""
+
+    def feed(event: GenerationEvent) -> ResponseObject | None:
+        projector.feed(event)
+        if not projector.done:
+            return None
+        if isinstance(event, Failed) and projector.status == "failed":
+            raise GatewayError.from_info(event.error)
+        return projector.snapshot()
+
+    return feed
 
 
 @get(_ONE)
