@@ -100,7 +100,7 @@ class GenerationRunner:
         if acquired is not Acquired.TAKEN:
             log.info("generation %s not started: %s", request.id, acquired.name.lower())
             if acquired is Acquired.CANCELLED and turn is not None:
-                await turn.finish(completed=False)
+                await turn.release()
             return
         emitter = EventEmitter(
             self._scripts,
@@ -118,9 +118,8 @@ class GenerationRunner:
             self.cancel(request.id, reason)
 
         heartbeat = asyncio.create_task(lease.keep(stop, turn))
-        completed = False
         try:
-            completed = await self._generate(request, emitter, turn)
+            await self._generate(request, emitter, turn)
         except asyncio.CancelledError:
             reason = self._stop_reasons.get(request.id, "shutdown")
             if reason != "lease_lost":
@@ -131,7 +130,7 @@ class GenerationRunner:
             self._stop_reasons.pop(request.id, None)
             await asyncio.shield(self._release(lease))
             if turn is not None:
-                await asyncio.shield(turn.finish(completed=completed))
+                await asyncio.shield(turn.release())
 
     def _turn(self, request: GenerationRequest) -> SessionTurn | None:
         if request.session is None:
@@ -146,8 +145,7 @@ class GenerationRunner:
     def _lease_ttl(self) -> float:
         return self._settings.worker.lease_ttl_s
 
-    async def _generate(self, request: GenerationRequest, emitter: EventEmitter, turn: SessionTurn | None) -> bool:
-        """Run the provider; ``True`` when the generation finished normally."""
+    async def _generate(self, request: GenerationRequest, emitter: EventEmitter, turn: SessionTurn | None) -> None:
         try:
             await emitter.send(Started(self.worker_id))
             routes = self._catalog.routes(request.model)
@@ -157,15 +155,16 @@ class GenerationRunner:
             provider = self._providers[route.channel.name]
             async for output in provider.stream(request, route.upstream_model):
                 if isinstance(output, Finished):
-                    marker = turn.marker() if turn is not None else None
-                    if marker is not None:
-                        await emitter.send(marker)
+                    if turn is not None:
+                        marker = turn.marker()
+                        if marker is not None:
+                            await emitter.send(marker)
+                        await turn.bind()
                     output = msgspec.structs.replace(output, finished_at=int(time.time()))
                 elif turn is not None:
                     turn.observe(output)
                 await emitter.send(output)
             await emitter.drain()
-            return True
         except GatewayError as error:
             await self._fail(request, emitter, error)
         except (LeaseLost, RedisError) as exc:
@@ -173,7 +172,6 @@ class GenerationRunner:
         except Exception:
             log.exception("generation %s failed", request.id)
             await self._fail(request, emitter, InternalError("The gateway failed while generating."))
-        return False
 
     async def _fail(self, request: GenerationRequest, emitter: EventEmitter, error: GatewayError) -> None:
         log.info("generation %s failed: %s %s", request.id, error.status, error.message)

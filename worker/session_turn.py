@@ -1,7 +1,7 @@
 """A generation's part in its conversation: holding the session gate, marking and binding the reply.
 
 While the run lasts, the lease heartbeat also renews the session's gate (:meth:`SessionTurn.hold`); a
-run that finds the gate taken over stops. At the end the gate is released, and the reply is made
+run that finds the gate taken over stops. At the end the gate is released; before that, the reply is made
 recognisable in the next request: in ``zero_width`` mode by appending the session id in invisible
 characters, in ``hash`` mode by binding the turn's fingerprint to the session.
 """
@@ -61,14 +61,23 @@ class SessionTurn:
             return True
         return bool(await self._scripts.hold(keys=[self._gate], args=[self._request.id, ttl_ms]))
 
-    async def finish(self, *, completed: bool) -> None:
-        """Release the gate and, for a completed hash-mode turn, bind the reply to the session."""
+    async def bind(self) -> None:
+        """In hash mode, bind the finished reply to the session. Called before the reply's last event
+        goes out, so the client's next request, which echoes the reply, always finds the binding."""
+        if self._session.zero_width or not self._request.messages:
+            return
+        reply = Message("assistant", [TextPart("".join(self._text))], tool_calls=list(self._calls.values()))
+        binding = binding_key(self._session.owner, turn_fingerprint(self._request.messages[-1], reply))
         try:
-            if completed and not self._session.zero_width and self._request.messages:
-                reply = Message("assistant", [TextPart("".join(self._text))], tool_calls=list(self._calls.values()))
-                binding = binding_key(self._session.owner, turn_fingerprint(self._request.messages[-1], reply))
-                await self._scripts.redis.set(binding, self._session.id, ex=self._ttl_s)
-            if self.gated:
-                await self._scripts.release(keys=[self._gate], args=[self._request.id])
+            await self._scripts.redis.set(binding, self._session.id, ex=self._ttl_s)
         except RedisError as exc:
-            log.warning("session %s: could not close the turn (the gate will expire): %s", self._session.id, exc)
+            log.warning("session %s: could not bind the reply: %s", self._session.id, exc)
+
+    async def release(self) -> None:
+        """Give the gate back, unless another run took it over."""
+        if not self.gated:
+            return
+        try:
+            await self._scripts.release(keys=[self._gate], args=[self._request.id])
+        except RedisError as exc:
+            log.warning("session %s: could not release the gate (it will expire): %s", self._session.id, exc)
