@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> Litestar:
         dispatcher = Dispatcher(redis, relay, settings.relay)
         app.state.gateway = GatewayState(
             settings=settings,
-            catalog=Catalog(settings),
+            catalog=Catalog(settings.channels),
             redis=redis,
             dispatcher=dispatcher,
             relay=relay,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import msgspec
 
-from shared.config import ChannelConfig, OpenAIChannel, Settings
+from shared.config import ChannelConfig
 
 __all__ = ("Catalog", "Route")
 
@@ -19,15 +20,17 @@ class Route(msgspec.Struct, frozen=True):
 
 
 class Catalog:
-    """Model name → routes, best first. Channels missing their API key are left out, with a warning."""
+    """Model name → routes, best first. Disabled channels and channels without a usable account are left
+    out, the latter with a warning (an unset key variable is the usual cause)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, channels: Iterable[ChannelConfig]) -> None:
         routes: dict[str, list[Route]] = {}
-        for channel in sorted(settings.channels, key=lambda c: c.priority):
-            if isinstance(channel, OpenAIChannel) and channel.api_key_env and channel.resolved_api_key() is None:
-                log.warning(
-                    "channel %r disabled: environment variable %s is not set", channel.name, channel.api_key_env
-                )
+        for channel in sorted(channels, key=lambda c: c.priority):
+            if not channel.enabled:
+                continue
+            if not channel.resolved_accounts():
+                variables = ", ".join(c.api_key_env for c in channel.credential_configs() if c.api_key_env)
+                log.warning("channel %r disabled: no account has its key (variables: %s)", channel.name, variables)
                 continue
             for name, upstream in channel.model_map().items():
                 routes.setdefault(name, []).append(Route(channel, upstream))

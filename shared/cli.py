@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(settings: Settings) -> int:
-    catalog = Catalog(settings)
+    catalog = Catalog(settings.channels)
     print(f"redis: {settings.redis.url or 'embedded (aiapi up only)'}")
     print(f"listen: http://{settings.server.host}:{settings.server.port}/v1")
     for channel in settings.channels:
@@ -101,7 +101,7 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
     env = {**os.environ, "REDIS_URL": redis_url}
     command = [sys.executable, "-m", "shared.cli", *(["--config", config] if config else []), "worker"]
     children = [subprocess.Popen(command, env=env) for _ in range(max(1, workers))]
-    models = ", ".join(name for name, _ in Catalog(settings).models())
+    models = ", ".join(name for name, _ in Catalog(settings.channels).models())
     print(
         f"aiapi: serving http://{settings.server.host}:{settings.server.port}/v1 "
         f"with {len(children)} worker(s); models: {models}; open mode (no API keys required)",

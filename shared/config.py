@@ -18,19 +18,41 @@ from typing import Any, Literal
 
 import msgspec
 
+from shared.channel_config import (
+    Account,
+    AccountConfig,
+    AnthropicChannel,
+    ChannelConfig,
+    ChaynsChannel,
+    HttpChannel,
+    MockChannel,
+    ModelAlias,
+    OpenAIChannel,
+    ResponsesChannel,
+)
+
 __all__ = (
+    "Account",
+    "AccountConfig",
+    "AdminConfig",
+    "AnthropicChannel",
     "ChannelConfig",
+    "ChaynsChannel",
     "ConfigError",
+    "HttpChannel",
     "MockChannel",
     "ModelAlias",
     "OpenAIChannel",
     "RedisConfig",
     "RelayConfig",
+    "ResponsesChannel",
     "ResponsesConfig",
+    "RoutingConfig",
     "ServerConfig",
     "SessionsConfig",
     "Settings",
     "WorkerConfig",
+    "channel_problem",
     "load_settings",
 )
 
@@ -97,57 +119,21 @@ class SessionsConfig(_Section, frozen=True, kw_only=True):
     may choose with the ``x-aiapi-concurrency`` header."""
 
 
-class ModelAlias(_Section, frozen=True, kw_only=True):
-    name: str
-    """The model name clients use."""
-    upstream: str
-    """The model name sent to the upstream."""
+class RoutingConfig(_Section, frozen=True, kw_only=True):
+    max_attempts: int = 3
+    """Upstream calls one generation may make: the first plus retries on other accounts or channels."""
+    backoff_s: float = 0.1
+    """Wait before the first retry; it doubles with each further one (with jitter), up to 2 s."""
+    cooldown_s: float = 30.0
+    """How long an account that failed (429, 5xx, timeout, connection error) is skipped."""
 
 
-class _Channel(_Section, tag_field="type", frozen=True, kw_only=True):
-    name: str
-    models: list[str | ModelAlias]
-    priority: int = 0
-    """Lower runs first when several channels serve a model."""
-    tool_mode: Literal["native", "bridge"] = "native"
-    """``bridge``: the models cannot call tools natively; tools go through the XML text bridge."""
+class AdminConfig(_Section, frozen=True, kw_only=True):
+    api_key_env: str | None = "AIAPI_ADMIN_KEY"
+    """The admin API is served only when this variable holds a key; requests must bear it."""
 
-    def model_map(self) -> dict[str, str]:
-        """Client model name → upstream model name."""
-        return {m: m for m in self.models if isinstance(m, str)} | {
-            m.name: m.upstream for m in self.models if isinstance(m, ModelAlias)
-        }
-
-
-class OpenAIChannel(_Channel, tag="openai", frozen=True, kw_only=True):
-    """Any upstream that speaks OpenAI Chat Completions."""
-
-    base_url: str
-    api_key_env: str | None = None
-    api_key: str | None = None
-    timeout_s: float = 120.0
-    connect_timeout_s: float = 5.0
-    max_connections: int = 200
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-
-    def resolved_api_key(self) -> str | None:
-        if self.api_key is not None:
-            return self.api_key
-        # An empty variable (compose's "${KEY:-}") means no key, not an empty one.
+    def resolved_key(self) -> str | None:
         return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
-
-
-class MockChannel(_Channel, tag="mock", frozen=True, kw_only=True):
-    """A deterministic local model for demos, tests and benchmarks."""
-
-    first_token_ms: float = 0.0
-    tokens_per_second: float = 0.0
-    """0 means as fast as possible."""
-    reply: str = "This is a deterministic reply from the aiapi mock model."
-    """Tokens of the reply are its words; ``{prompt}`` is replaced by the last user message."""
-
-
-ChannelConfig = OpenAIChannel | MockChannel
 
 
 def _default_channels() -> list[ChannelConfig]:
@@ -161,6 +147,8 @@ class Settings(_Section, frozen=True, kw_only=True):
     relay: RelayConfig = msgspec.field(default_factory=RelayConfig)
     responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
     sessions: SessionsConfig = msgspec.field(default_factory=SessionsConfig)
+    routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
+    admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     channels: list[ChannelConfig] = msgspec.field(default_factory=_default_channels)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -200,11 +188,29 @@ def _check(settings: Settings, source: str) -> None:
     if duplicates:
         raise ConfigError(f"{source}: duplicate channel names: {', '.join(duplicates)}")
     for channel in settings.channels:
-        if not channel.models:
-            raise ConfigError(f"{source}: channel '{channel.name}' lists no models")
-        if isinstance(channel, OpenAIChannel) and not channel.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"{source}: channel '{channel.name}': base_url must start with http:// or https://")
+        problem = channel_problem(channel)
+        if problem:
+            raise ConfigError(f"{source}: channel '{channel.name}': {problem}")
     if not 0 < settings.server.port < 65536:
         raise ConfigError(f"{source}: server.port must be between 1 and 65535")
+    if settings.routing.max_attempts < 1:
+        raise ConfigError(f"{source}: routing.max_attempts must be at least 1")
     if settings.worker.lease_ttl_s < 1:
         raise ConfigError(f"{source}: worker.lease_ttl_s must be at least 1 second")
+
+
+def channel_problem(channel: ChannelConfig) -> str | None:
+    """What is wrong with a channel that its types cannot say, or ``None``; shared with the admin API."""
+    if not channel.name or "/" in channel.name:
+        return "name must be non-empty and contain no '/'"
+    if not channel.models:
+        return "lists no models"
+    if channel.weight < 1 or channel.max_concurrency < 0:
+        return "weight must be at least 1 and max_concurrency at least 0"
+    if isinstance(channel, HttpChannel):
+        if not channel.base_url.startswith(("http://", "https://")):
+            return "base_url must start with http:// or https://"
+        names = [account.name for account in channel.accounts]
+        if len(set(names)) != len(names):
+            return "account names must be unique"
+    return None

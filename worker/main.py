@@ -142,7 +142,7 @@ async def _listen(redis: ArqRedis, worker: GatewayWorker, runner: GenerationRunn
 
 def build_worker(settings: Settings, *, handle_signals: bool = True) -> GatewayWorker:
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    catalog = Catalog(settings)
+    catalog = Catalog(settings.channels)
     providers: dict[str, Provider] = {}
     registry = default_registry()
     tasks: list[asyncio.Task[None]] = []

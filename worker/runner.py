@@ -21,6 +21,7 @@ from shared.events import Failed, Finished, Started
 from shared.keys import GenerationKeys
 from worker.emitter import EventEmitter
 from worker.lease import Acquired, GenerationLease, LeaseLost
+from worker.providers import UpstreamCall
 from worker.session_turn import SessionTurn
 
 if TYPE_CHECKING:
@@ -153,7 +154,8 @@ class GenerationRunner:
                 raise ModelNotFound(request.model)
             route = routes[0]
             provider = self._providers[route.channel.name]
-            async for output in provider.stream(request, route.upstream_model):
+            call = UpstreamCall(request, route.upstream_model, route.channel.resolved_accounts()[0])
+            async for output in provider.stream(call):
                 if isinstance(output, Finished):
                     if turn is not None:
                         marker = turn.marker()

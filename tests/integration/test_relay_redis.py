@@ -42,7 +42,7 @@ def _setup(redis: Redis, tokens_per_second: float, lease_ttl_s: float = 5) -> tu
     runner = GenerationRunner(
         scripts=Scripts(redis),
         settings=settings,
-        catalog=Catalog(settings),
+        catalog=Catalog(settings.channels),
         providers={"mock": MockProvider(channel)},
         worker_id="itest",
     )

@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 
 from shared.config import MockChannel
 from shared.events import Finished, TextDelta, Usage
-from shared.generation import GenerationRequest
-from worker.providers._base import ProviderOutput
+from worker.providers._base import ProviderOutput, UpstreamCall
 
 __all__ = ("MockProvider",)
 
@@ -17,8 +16,8 @@ class MockProvider:
     def __init__(self, channel: MockChannel) -> None:
         self._channel = channel
 
-    async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[ProviderOutput]:
-        channel = self._channel
+    async def stream(self, call: UpstreamCall) -> AsyncIterator[ProviderOutput]:
+        channel, request = self._channel, call.request
         prompt = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
         words = channel.reply.replace("{prompt}", prompt).split()
         limit = request.sampling.max_output_tokens

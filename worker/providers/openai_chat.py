@@ -37,7 +37,7 @@ from shared.openai_chat import (
     ToolMessage,
     UserMessage,
 )
-from worker.providers._base import ProviderOutput
+from worker.providers._base import ProviderOutput, UpstreamCall
 from worker.providers._http import error_from_response, error_from_transport
 
 __all__ = ("OpenAIChatProvider",)
@@ -246,17 +246,17 @@ class OpenAIChatProvider:
         self._channel = channel
         self._url = httpx.URL(channel.base_url.rstrip("/") + "/chat/completions")
         self._headers = [("Content-Type", "application/json"), *channel.headers.items()]
-        api_key = channel.resolved_api_key()
-        if api_key:
-            self._headers.append(("Authorization", f"Bearer {api_key}"))
         self._timeout = httpx.Timeout(channel.timeout_s, connect=channel.connect_timeout_s).as_dict()
         self._transport = transport or httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)
         )
 
-    async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[ProviderOutput]:
-        body = _encoder.encode(build_upstream_request(request, model))
+    async def stream(self, call: UpstreamCall) -> AsyncIterator[ProviderOutput]:
+        request = call.request
+        body = _encoder.encode(build_upstream_request(request, call.model))
         headers = [*self._headers, ("X-Request-ID", request.request_id)]
+        if call.account.api_key:
+            headers.append(("Authorization", f"Bearer {call.account.api_key}"))
         upstream = httpx.Request(
             "POST", self._url, headers=headers, content=body, extensions={"timeout": self._timeout}
         )

@@ -9,6 +9,7 @@ cannot tell the bridge from native tool calling.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -22,8 +23,7 @@ from worker.toolbridge.prompt import apply_bridge, new_trigger
 from worker.toolbridge.sanitizer import OutputSanitizer
 
 if TYPE_CHECKING:
-    from shared.generation import GenerationRequest
-    from worker.providers import Provider, ProviderOutput
+    from worker.providers import Provider, ProviderOutput, UpstreamCall
 
 __all__ = ("BridgedProvider",)
 
@@ -32,10 +32,11 @@ class BridgedProvider:
     def __init__(self, inner: Provider) -> None:
         self._inner = inner
 
-    async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[ProviderOutput]:
+    async def stream(self, call: UpstreamCall) -> AsyncIterator[ProviderOutput]:
+        request = call.request
         has_history = any(m.tool_calls or m.role == "tool" for m in request.messages)
         if not request.tools and not has_history:
-            async for output in self._inner.stream(request, model):
+            async for output in self._inner.stream(call):
                 yield output
             return
         profile = profile_for(detect_client(request.client.user_agent))
@@ -53,7 +54,7 @@ class BridgedProvider:
         sanitizer = OutputSanitizer(profile.kind, fix_tag_typos=profile.fix_tag_typos)
         text: list[str] = []
         calls: list[ParsedCall] = []
-        async for output in self._inner.stream(bridged, model):
+        async for output in self._inner.stream(dataclasses.replace(call, request=bridged)):
             if isinstance(output, TextDelta):
                 pieces = parser.feed(output.text)
             elif isinstance(output, Finished):
@@ -74,9 +75,9 @@ class BridgedProvider:
                 if rest:
                     yield TextDelta(rest)
                 result = validator_for(profile, request.tools, request.tool_choice).check(calls, "".join(text))
-                for index, call in enumerate(result.calls):
-                    yield ToolCallStarted(index, new_call_id(), call.name)
-                    yield ToolCallDelta(index, call.arguments_json)
+                for index, parsed in enumerate(result.calls):
+                    yield ToolCallStarted(index, new_call_id(), parsed.name)
+                    yield ToolCallDelta(index, parsed.arguments_json)
                 yield Finished("tool_calls" if result.calls else output.finish_reason)
 
     async def aclose(self) -> None:

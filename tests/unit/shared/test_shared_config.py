@@ -18,7 +18,7 @@ def test_defaults_serve_the_mock_model() -> None:
     settings = load_settings(environ={})
     assert settings.redis.url is None
     assert [c.name for c in settings.channels] == ["mock"]
-    assert Catalog(settings).models() == [("mock-1", "mock")]
+    assert Catalog(settings.channels).models() == [("mock-1", "mock")]
 
 
 def test_file_and_environment(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_empty_key_variable_disables_the_channel(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AIAPI_TEST_EMPTY_KEY", "")
     channel = OpenAIChannel(name="o", base_url="http://x", models=["m"], api_key_env="AIAPI_TEST_EMPTY_KEY")
     assert channel.resolved_api_key() is None
-    assert "m" not in Catalog(type(load_settings(environ={}))(channels=[channel]))
+    assert "m" not in Catalog([channel])
 
 
 def test_catalog_orders_routes_by_priority_and_skips_keyless_channels(caplog: pytest.LogCaptureFixture) -> None:
@@ -77,7 +77,7 @@ def test_catalog_orders_routes_by_priority_and_skips_keyless_channels(caplog: py
             OpenAIChannel(name="keyless", base_url="http://x", models=["k"], api_key_env="AIAPI_TEST_UNSET_KEY"),
         ]
     )
-    catalog = Catalog(settings)
+    catalog = Catalog(settings.channels)
     assert [route.channel.name for route in catalog.routes("m")] == ["first", "second"]
     assert "k" not in catalog
     assert "AIAPI_TEST_UNSET_KEY" in caplog.text

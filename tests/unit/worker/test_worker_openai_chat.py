@@ -8,11 +8,11 @@ import httpx
 import msgspec
 import pytest
 
-from shared.config import OpenAIChannel
+from shared.config import Account, OpenAIChannel
 from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
 from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.generation import FunctionTool, GenerationRequest, Message, Sampling, TextPart, ToolCall, ToolChoice
-from worker.providers import ProviderOutput
+from worker.providers import ProviderOutput, UpstreamCall
 from worker.providers.openai_chat import OpenAIChatProvider
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -36,7 +36,10 @@ def _request(**kwargs: object) -> GenerationRequest:
 
 
 async def _collect(provider: OpenAIChatProvider, request: GenerationRequest | None = None) -> list[ProviderOutput]:
-    return [output async for output in provider.stream(request or _request(), "upstream-model")]
+    return [
+        output
+        async for output in provider.stream(UpstreamCall(request or _request(), "upstream-model", Account("a", "sk")))
+    ]
 
 
 def _choice(delta: object, finish: str | None = None) -> dict[str, object]:

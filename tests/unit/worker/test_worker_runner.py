@@ -18,7 +18,7 @@ from shared.scripts import Scripts
 from tests.pubsub import next_message
 from worker.emitter import EventEmitter
 from worker.lease import LeaseLost
-from worker.providers import Provider, ProviderOutput
+from worker.providers import Provider, ProviderOutput, UpstreamCall
 from worker.providers.mock import MockProvider
 
 
@@ -33,7 +33,7 @@ def _runner(redis: fakeredis.FakeAsyncRedis, channel: MockChannel, providers: di
     return GenerationRunner(
         scripts=Scripts(redis),
         settings=settings,
-        catalog=Catalog(settings),
+        catalog=Catalog(settings.channels),
         providers=providers or {channel.name: MockProvider(channel)},
         worker_id="w1",
     )
@@ -68,7 +68,7 @@ async def test_unknown_model_fails_with_404(fake_redis: fakeredis.FakeAsyncRedis
 
 
 class _Broken:
-    async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[ProviderOutput]:
+    async def stream(self, call: UpstreamCall) -> AsyncIterator[ProviderOutput]:
         yield TextDelta("partial")
         raise UpstreamError("boom", code="upstream_500")
 

@@ -23,7 +23,7 @@ def _runner(redis: fakeredis.FakeAsyncRedis) -> GenerationRunner:
     return GenerationRunner(
         scripts=Scripts(redis),
         settings=settings,
-        catalog=Catalog(settings),
+        catalog=Catalog(settings.channels),
         providers={"mock": MockProvider(channel)},
         worker_id="w1",
     )
