@@ -9,9 +9,12 @@ from __future__ import annotations
 
 __all__ = (
     "CANCEL_CHANNEL",
+    "CHANNELS_CHANGED",
+    "COOLDOWN_CHANNEL",
     "JOB_FUNCTION",
     "QUEUE",
     "WAKE_CHANNEL",
+    "ChannelKeys",
     "GenerationKeys",
     "ResponseKeys",
     "SessionKeys",
@@ -32,6 +35,13 @@ WAKE_CHANNEL = f"{PREFIX}:wake"
 
 CANCEL_CHANNEL = f"{PREFIX}:cancel"
 """Carries generation ids to cancel; the durable cancel flag is :attr:`GenerationKeys.cancel`."""
+
+
+COOLDOWN_CHANNEL = f"{PREFIX}:cooldown"
+"""Carries every account cooldown a worker starts, so the other workers skip that account too."""
+
+CHANNELS_CHANGED = f"{PREFIX}:channels-changed"
+"""Published after the admin API changed the stored channels; every process reloads them."""
 
 
 def relay_channel(instance_id: str) -> str:
@@ -68,16 +78,39 @@ class ResponseKeys(GenerationKeys):
 class SessionKeys:
     """Keys of one conversation, all in the session's own cluster slot."""
 
-    __slots__ = ("fence", "gate")
+    __slots__ = ("_tag", "fence", "gate")
 
     def __init__(self, session_id: str) -> None:
-        tag = f"{PREFIX}:{{{session_id}}}"
+        self._tag = tag = f"{PREFIX}:{{{session_id}}}"
         self.gate = f"{tag}:gate"
         """String: the id of the generation allowed to run in the session now, with a TTL it renews."""
         self.fence = f"{tag}:fence"
         """Counter: incremented by every admission, so a later run always holds a higher token."""
 
+    def provider_state(self, channel: str) -> str:
+        """String: what the provider of ``channel`` keeps between turns (say, its upstream thread)."""
+        return f"{self._tag}:state:{channel}"
+
 
 def binding_key(owner: str, fingerprint: str) -> str:
     """String: the session a reply with this fingerprint belongs to (hash-mode session tracking)."""
     return f"{PREFIX}:reply:{owner}:{fingerprint}"
+
+
+class ChannelKeys:
+    """Keys about channels: the admin API's stored channels, and per-channel running state."""
+
+    book = f"{PREFIX}:{{channels}}:book"
+    """Hash: channel name → encoded ``StoredChannel`` (a channel added or changed at runtime, or removed)."""
+    version = f"{PREFIX}:{{channels}}:version"
+    """Counter: incremented with every change to :attr:`book`, in the same transaction."""
+
+    @staticmethod
+    def running(channel: str) -> str:
+        """Sorted set: generations running on ``channel`` (score: when their claim expires, in ms)."""
+        return f"{PREFIX}:{{channel:{channel}}}:running"
+
+    @staticmethod
+    def health(channel: str, account: str) -> str:
+        """String: why ``account`` of ``channel`` is cooling down; it expires with the cooldown."""
+        return f"{PREFIX}:{{channel:{channel}}}:health:{account}"

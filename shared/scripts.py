@@ -28,3 +28,5 @@ class Scripts:
         self.claim: AsyncScript = redis.register_script(_source("claim"))
         self.admit: AsyncScript = redis.register_script(_source("admit"))
         self.hold: AsyncScript = redis.register_script(_source("hold"))
+        self.save_state: AsyncScript = redis.register_script(_source("save_state"))
+        self.slot: AsyncScript = redis.register_script(_source("slot"))

@@ -26,19 +26,23 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from shared import keys
-from shared.catalog import Catalog
+from shared.channel_store import ChannelStore
 from shared.config import Settings
 from shared.generation import decode_request
 from shared.queue import deserialize_job, serialize_job_envelope
 from shared.scripts import Scripts
-from worker.providers import Provider, default_registry
+from worker.cooldowns import Cooldowns
+from worker.providers import default_registry
+from worker.routing import Router
 from worker.runner import GenerationRunner
+from worker.upstreams import Upstreams
 
 __all__ = ("GatewayWorker", "run_worker", "serve_worker")
 
 log = logging.getLogger(__name__)
 
 _REDIS_RETRY_S = 0.5
+_CHANNEL_POLL_S = 5.0
 
 
 async def generate(ctx: dict[str, Any], payload: bytes) -> None:
@@ -120,17 +124,39 @@ class GatewayWorker(Worker):
         self.wake.set()
 
 
-async def _listen(redis: ArqRedis, worker: GatewayWorker, runner: GenerationRunner) -> None:
-    """Turn wake-ups and cancellations on pub/sub into actions; reconnect whenever Redis drops us."""
+class _Control:
+    """What the worker's control channels act on."""
+
+    def __init__(self, worker: GatewayWorker, runner: GenerationRunner, cooldowns: Cooldowns) -> None:
+        self.worker = worker
+        self.runner = runner
+        self.cooldowns = cooldowns
+        self.channels_changed = asyncio.Event()
+
+    def handle(self, channel: bytes, data: bytes) -> None:
+        if channel == _WAKE:
+            self.worker.wake_for(data)
+        elif channel == _CANCEL:
+            self.runner.cancel(data.decode())
+        elif channel == _COOLDOWN:
+            self.cooldowns.apply_encoded(data)
+        else:
+            self.channels_changed.set()
+
+
+_WAKE, _CANCEL, _COOLDOWN = (name.encode() for name in (keys.WAKE_CHANNEL, keys.CANCEL_CHANNEL, keys.COOLDOWN_CHANNEL))
+
+
+async def _listen(redis: ArqRedis, control: _Control) -> None:
+    """Turn wake-ups, cancellations, cooldowns and channel changes on pub/sub into actions; reconnect
+    whenever Redis drops us."""
+    worker = control.worker
     while True:
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(keys.WAKE_CHANNEL, keys.CANCEL_CHANNEL)
+            await pubsub.subscribe(keys.WAKE_CHANNEL, keys.CANCEL_CHANNEL, keys.COOLDOWN_CHANNEL, keys.CHANNELS_CHANGED)
             async for message in pubsub.listen():
-                if message["channel"] == keys.CANCEL_CHANNEL.encode():
-                    runner.cancel(message["data"].decode())
-                else:
-                    worker.wake_for(message["data"])
+                control.handle(message["channel"], message["data"])
         except (RedisError, OSError) as exc:
             log.warning("worker control channel lost (%s); reconnecting", exc)
             worker.wake.set()
@@ -142,27 +168,38 @@ async def _listen(redis: ArqRedis, worker: GatewayWorker, runner: GenerationRunn
 
 def build_worker(settings: Settings, *, handle_signals: bool = True) -> GatewayWorker:
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    catalog = Catalog(settings.channels)
-    providers: dict[str, Provider] = {}
-    registry = default_registry()
+    upstreams = Upstreams(default_registry())
     tasks: list[asyncio.Task[None]] = []
 
     async def startup(ctx: dict[str, Any]) -> None:
         redis: ArqRedis = ctx["redis"]
-        for channel in catalog.channels():
-            providers[channel.name] = registry.create(channel)
-        runner = GenerationRunner(
-            scripts=Scripts(redis), settings=settings, catalog=catalog, providers=providers, worker_id=worker_id
+        scripts = Scripts(redis)
+        store = ChannelStore(redis, settings.channels)
+        await upstreams.replace(await store.effective())
+        cooldowns = Cooldowns()
+        router = Router(
+            upstreams=upstreams,
+            scripts=scripts,
+            routing=settings.routing,
+            cooldowns=cooldowns,
+            slot_ttl_s=settings.worker.lease_ttl_s,
         )
+        runner = GenerationRunner(scripts=scripts, settings=settings, router=router, worker_id=worker_id)
         ctx["runner"] = runner
-        tasks.append(asyncio.create_task(_listen(redis, worker, runner)))
-        log.info("worker %s ready: %d channel(s), up to %d jobs", worker_id, len(providers), settings.worker.max_jobs)
+        control = _Control(worker, runner, cooldowns)
+        tasks.append(asyncio.create_task(_listen(redis, control)))
+        tasks.append(
+            asyncio.create_task(
+                store.follow(upstreams.replace, interval_s=_CHANNEL_POLL_S, wake=control.channels_changed)
+            )
+        )
+        channels = len(upstreams.catalog.channels())
+        log.info("worker %s ready: %d channel(s), up to %d jobs", worker_id, channels, settings.worker.max_jobs)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         for task in tasks:
             task.cancel()
-        for provider in providers.values():
-            await provider.aclose()
+        await upstreams.aclose()
 
     worker = GatewayWorker(
         functions=[func(generate, name=keys.JOB_FUNCTION, max_tries=1, keep_result=0)],

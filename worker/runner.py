@@ -8,6 +8,7 @@ it) or Redis itself is gone (then the API reports the worker lost once the lease
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -16,20 +17,18 @@ from typing import TYPE_CHECKING
 import msgspec
 from redis.exceptions import RedisError
 
-from shared.errors import ClientClosed, Conflict, GatewayError, InternalError, ModelNotFound, ServiceUnavailable
+from shared.errors import ClientClosed, Conflict, GatewayError, InternalError, ServiceUnavailable
 from shared.events import Failed, Finished, Started
 from shared.keys import GenerationKeys
 from worker.emitter import EventEmitter
 from worker.lease import Acquired, GenerationLease, LeaseLost
-from worker.providers import UpstreamCall
 from worker.session_turn import SessionTurn
 
 if TYPE_CHECKING:
-    from shared.catalog import Catalog
     from shared.config import Settings
     from shared.generation import GenerationRequest
     from shared.scripts import Scripts
-    from worker.providers import Provider
+    from worker.routing import Router
 
 __all__ = ("GenerationRunner",)
 
@@ -48,14 +47,12 @@ class GenerationRunner:
         *,
         scripts: Scripts,
         settings: Settings,
-        catalog: Catalog,
-        providers: dict[str, Provider],
+        router: Router,
         worker_id: str,
     ) -> None:
         self._scripts = scripts
         self._settings = settings
-        self._catalog = catalog
-        self._providers = providers
+        self._router = router
         self.worker_id = worker_id
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop_reasons: dict[str, str] = {}
@@ -149,23 +146,18 @@ class GenerationRunner:
     async def _generate(self, request: GenerationRequest, emitter: EventEmitter, turn: SessionTurn | None) -> None:
         try:
             await emitter.send(Started(self.worker_id))
-            routes = self._catalog.routes(request.model)
-            if not routes:
-                raise ModelNotFound(request.model)
-            route = routes[0]
-            provider = self._providers[route.channel.name]
-            call = UpstreamCall(request, route.upstream_model, route.channel.resolved_accounts()[0])
-            async for output in provider.stream(call):
-                if isinstance(output, Finished):
-                    if turn is not None:
-                        marker = turn.marker()
-                        if marker is not None:
-                            await emitter.send(marker)
-                        await turn.bind()
-                    output = msgspec.structs.replace(output, finished_at=int(time.time()))
-                elif turn is not None:
-                    turn.observe(output)
-                await emitter.send(output)
+            async with contextlib.aclosing(self._router.stream(request, turn)) as outputs:
+                async for output in outputs:
+                    if isinstance(output, Finished):
+                        if turn is not None:
+                            marker = turn.marker()
+                            if marker is not None:
+                                await emitter.send(marker)
+                            await turn.bind()
+                        output = msgspec.structs.replace(output, finished_at=int(time.time()))
+                    elif turn is not None:
+                        turn.observe(output)
+                    await emitter.send(output)
             await emitter.drain()
         except GatewayError as error:
             await self._fail(request, emitter, error)

@@ -21,7 +21,7 @@ from shared.sessions import encode_zero_width, turn_fingerprint
 if TYPE_CHECKING:
     from shared.generation import GenerationRequest, SessionRef
     from shared.scripts import Scripts
-    from worker.providers import ProviderOutput
+    from worker.providers import ProviderOutput, SessionState
 
 __all__ = ("SessionTurn",)
 
@@ -73,6 +73,11 @@ class SessionTurn:
         except RedisError as exc:
             log.warning("session %s: could not bind the reply: %s", self._session.id, exc)
 
+    def provider_state(self, channel: str) -> SessionState:
+        """The session's state for the provider of ``channel``; writes are fenced like events."""
+        key = SessionKeys(self._session.id).provider_state(channel)
+        return _ProviderState(self._scripts, key, self._gate, self._request.id, gated=self.gated, ttl_s=self._ttl_s)
+
     async def release(self) -> None:
         """Give the gate back, unless another run took it over."""
         if not self.gated:
@@ -81,3 +86,22 @@ class SessionTurn:
             await self._scripts.release(keys=[self._gate], args=[self._request.id])
         except RedisError as exc:
             log.warning("session %s: could not release the gate (it will expire): %s", self._session.id, exc)
+
+
+class _ProviderState:
+    def __init__(self, scripts: Scripts, key: str, gate: str, generation_id: str, *, gated: bool, ttl_s: int) -> None:
+        self._scripts = scripts
+        self._key = key
+        self._gate = gate
+        self._generation_id = generation_id
+        self._gated = gated
+        self._ttl_ms = ttl_s * 1000
+
+    async def load(self) -> bytes | None:
+        value: bytes | None = await self._scripts.redis.get(self._key)
+        return value
+
+    async def save(self, value: bytes) -> None:
+        args: list[bytes | str | int] = [value, self._ttl_ms, self._generation_id, int(self._gated)]
+        if not await self._scripts.save_state(keys=[self._key, self._gate], args=args):
+            log.info("%s: provider state not saved, a newer run took over the session", self._key)

@@ -10,12 +10,10 @@ from redis.asyncio import Redis
 
 from api.dispatch import Dispatcher
 from api.relay import Relay
-from shared.catalog import Catalog
 from shared.config import MockChannel, RelayConfig, Settings, WorkerConfig
 from shared.events import Failed, Finished, GenerationEvent, TextDelta
 from shared.generation import GenerationRequest, Message, TextPart
-from shared.scripts import Scripts
-from worker.providers.mock import MockProvider
+from tests.runners import build_runner
 from worker.runner import GenerationRunner
 
 pytestmark = pytest.mark.integration
@@ -39,13 +37,7 @@ def _setup(redis: Redis, tokens_per_second: float, lease_ttl_s: float = 5) -> tu
         tokens_per_second=tokens_per_second,
     )
     settings = Settings(channels=[channel], worker=WorkerConfig(lease_ttl_s=lease_ttl_s))
-    runner = GenerationRunner(
-        scripts=Scripts(redis),
-        settings=settings,
-        catalog=Catalog(settings.channels),
-        providers={"mock": MockProvider(channel)},
-        worker_id="itest",
-    )
+    runner = build_runner(redis, settings, worker_id="itest")
     relay = Relay(redis, instance_id="itest", config=RelayConfig(idle_check_s=0.2))
     return relay, runner
 

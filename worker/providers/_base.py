@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -56,6 +56,6 @@ class Provider(Protocol):
     :class:`~shared.errors.GatewayError` on failure. Cancelling the iteration must stop the upstream call.
     """
 
-    def stream(self, call: UpstreamCall) -> AsyncIterator[ProviderOutput]: ...
+    def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]: ...
 
     async def aclose(self) -> None: ...

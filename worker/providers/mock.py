@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from shared.config import MockChannel
 from shared.events import Finished, TextDelta, Usage
@@ -16,7 +16,7 @@ class MockProvider:
     def __init__(self, channel: MockChannel) -> None:
         self._channel = channel
 
-    async def stream(self, call: UpstreamCall) -> AsyncIterator[ProviderOutput]:
+    async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
         channel, request = self._channel, call.request
         prompt = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
         words = channel.reply.replace("{prompt}", prompt).split()

@@ -7,7 +7,7 @@ assembles a plain JSON answer when the client did not ask to stream.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Literal, TypeVar
 
 import httpx
@@ -251,7 +251,7 @@ class OpenAIChatProvider:
             limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)
         )
 
-    async def stream(self, call: UpstreamCall) -> AsyncIterator[ProviderOutput]:
+    async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
         request = call.request
         body = _encoder.encode(build_upstream_request(request, call.model))
         headers = [*self._headers, ("X-Request-ID", request.request_id)]

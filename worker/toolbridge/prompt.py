@@ -30,6 +30,7 @@ Tool results go back to the model as a user message::
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import string
 from collections.abc import Sequence
@@ -57,9 +58,17 @@ _TOKEN_ALPHABET = string.ascii_lowercase + string.digits
 _PARAMETER_CLOSE = close_tag("parameter")
 
 
-def new_trigger() -> str:
-    """A marker unique to this request, so a call the model really makes is told apart from one it quotes."""
-    token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(8))
+def new_trigger(session_id: str | None = None) -> str:
+    """A marker unknown to the client, so a call the model really makes is told apart from one it quotes.
+
+    Within a session it stays the same from turn to turn: the prompt then starts identically each turn,
+    which upstream prompt caches and thread-keeping providers (chayns) depend on.
+    """
+    if session_id is None:
+        token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(8))
+    else:
+        digest = hashlib.sha256(f"aiapi-bridge-trigger:{session_id}".encode()).digest()
+        token = "".join(_TOKEN_ALPHABET[byte % len(_TOKEN_ALPHABET)] for byte in digest[:8])
     return f"<<CALL_{token}>>"
 
 

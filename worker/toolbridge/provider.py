@@ -10,7 +10,7 @@ cannot tell the bridge from native tool calling.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -32,7 +32,7 @@ class BridgedProvider:
     def __init__(self, inner: Provider) -> None:
         self._inner = inner
 
-    async def stream(self, call: UpstreamCall) -> AsyncIterator[ProviderOutput]:
+    async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
         request = call.request
         has_history = any(m.tool_calls or m.role == "tool" for m in request.messages)
         if not request.tools and not has_history:
@@ -40,7 +40,7 @@ class BridgedProvider:
                 yield output
             return
         profile = profile_for(detect_client(request.client.user_agent))
-        trigger = new_trigger()
+        trigger = new_trigger(request.session.id if request.session else None)
         messages = apply_bridge(
             request.messages,
             request.tools,

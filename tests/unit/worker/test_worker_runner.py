@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import fakeredis
 
-from shared.catalog import Catalog
 from shared.config import MockChannel, Settings, WorkerConfig
 from shared.errors import UpstreamError
 from shared.events import Envelope, Failed, Finished, Started, TextDelta, Usage, decode_envelope
@@ -16,27 +15,26 @@ from shared.generation import GenerationRequest, Message, TextPart
 from shared.keys import GenerationKeys
 from shared.scripts import Scripts
 from tests.pubsub import next_message
+from tests.runners import build_runner
 from worker.emitter import EventEmitter
 from worker.lease import LeaseLost
-from worker.providers import Provider, ProviderOutput, UpstreamCall
-from worker.providers.mock import MockProvider
+from worker.providers import Provider, ProviderOutput, ProviderRegistry, UpstreamCall
+from worker.runner import GenerationRunner
 
 
 def _request(generation_id: str, model: str = "mock-1") -> GenerationRequest:
     return GenerationRequest(generation_id, "req", model, [Message("user", [TextPart("hello there")])], "relay", 1)
 
 
-def _runner(redis: fakeredis.FakeAsyncRedis, channel: MockChannel, providers: dict[str, Provider] | None = None):  # type: ignore[no-untyped-def]
-    from worker.runner import GenerationRunner
-
+def _runner(
+    redis: fakeredis.FakeAsyncRedis, channel: MockChannel, provider: Provider | None = None
+) -> GenerationRunner:
     settings = Settings(channels=[channel], worker=WorkerConfig(lease_ttl_s=3))
-    return GenerationRunner(
-        scripts=Scripts(redis),
-        settings=settings,
-        catalog=Catalog(settings.channels),
-        providers=providers or {channel.name: MockProvider(channel)},
-        worker_id="w1",
-    )
+    registry = None
+    if provider is not None:
+        registry = ProviderRegistry()
+        registry.register(MockChannel, lambda _: provider)
+    return build_runner(redis, settings, registry=registry)
 
 
 async def _log(redis: fakeredis.FakeAsyncRedis, generation_id: str) -> list[Envelope]:
@@ -68,7 +66,7 @@ async def test_unknown_model_fails_with_404(fake_redis: fakeredis.FakeAsyncRedis
 
 
 class _Broken:
-    async def stream(self, call: UpstreamCall) -> AsyncIterator[ProviderOutput]:
+    async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
         yield TextDelta("partial")
         raise UpstreamError("boom", code="upstream_500")
 
@@ -78,7 +76,7 @@ class _Broken:
 
 async def test_provider_failure_ends_with_its_error(fake_redis: fakeredis.FakeAsyncRedis) -> None:
     channel = MockChannel(name="mock", models=["mock-1"])
-    await _runner(fake_redis, channel, {"mock": _Broken()}).run(_request("g3"))
+    await _runner(fake_redis, channel, _Broken()).run(_request("g3"))
     events = [e.event for e in await _log(fake_redis, "g3")]
     assert events[1] == TextDelta("partial")
     assert isinstance(events[-1], Failed) and (events[-1].error.status, events[-1].error.code) == (502, "upstream_500")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import fakeredis
 
-from shared.catalog import Catalog
 from shared.config import MockChannel, Settings, WorkerConfig
 from shared.events import TextDelta, decode_envelope
 from shared.generation import GenerationRequest, Message, SessionRef, TextPart
 from shared.keys import GenerationKeys, SessionKeys, binding_key
-from shared.scripts import Scripts
 from shared.sessions import decode_zero_width, turn_fingerprint
-from worker.providers.mock import MockProvider
+from tests.runners import build_runner
 from worker.runner import GenerationRunner
 
 ASK = Message("user", [TextPart("hello there")])
@@ -20,13 +18,7 @@ ASK = Message("user", [TextPart("hello there")])
 def _runner(redis: fakeredis.FakeAsyncRedis) -> GenerationRunner:
     channel = MockChannel(name="mock", models=["mock-1"], reply="fine thanks")
     settings = Settings(channels=[channel], worker=WorkerConfig(lease_ttl_s=3))
-    return GenerationRunner(
-        scripts=Scripts(redis),
-        settings=settings,
-        catalog=Catalog(settings.channels),
-        providers={"mock": MockProvider(channel)},
-        worker_id="w1",
-    )
+    return build_runner(redis, settings)
 
 
 def _request(session: SessionRef) -> GenerationRequest:

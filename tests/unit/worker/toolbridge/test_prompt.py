@@ -46,6 +46,12 @@ def test_new_trigger_is_random_and_well_formed() -> None:
     assert all(re.fullmatch(r"<<CALL_[a-z0-9]{8}>>", t) for t in triggers)
 
 
+def test_a_session_keeps_its_trigger_from_turn_to_turn() -> None:
+    assert new_trigger("sess_a") == new_trigger("sess_a")
+    assert new_trigger("sess_a") != new_trigger("sess_b")
+    assert re.fullmatch(r"<<CALL_[a-z0-9]{8}>>", new_trigger("sess_a"))
+
+
 def test_instructions_describe_tools_format_and_trigger() -> None:
     text = tool_instructions(TOOLS, None, TRIGGER)
     assert TRIGGER in text

@@ -1,0 +1,223 @@
+"""Routing one generation: which channel and account serve it, and trying the next when one fails.
+
+Candidates come from the routing table in priority order; among channels of equal priority the order is
+drawn by weight, and each channel's accounts take turns. Accounts cooling down after a failure go last.
+A 429, 5xx, timeout or connection error before any output reached the client is retried on the next
+candidate, after a short backoff, and the failing account cools down; once output has gone out, the
+error ends the generation. A channel with ``max_concurrency`` takes a place in its running set first
+(in Redis, shared by all workers) and is skipped when it is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TYPE_CHECKING
+
+import msgspec
+from redis.exceptions import RedisError
+
+from shared.config import Account, RoutingConfig
+from shared.errors import GatewayError, ModelNotFound, RateLimited, UpstreamError, UpstreamTimeout
+from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
+from shared.keys import COOLDOWN_CHANNEL, ChannelKeys
+from worker.cooldowns import CooldownNotice, Cooldowns
+from worker.error_texts import ErrorTextGuard
+from worker.providers import NO_STATE, ProviderOutput, UpstreamCall
+
+if TYPE_CHECKING:
+    from shared.catalog import Route
+    from shared.generation import GenerationRequest
+    from shared.scripts import Scripts
+    from worker.session_turn import SessionTurn
+    from worker.upstreams import Upstreams
+
+__all__ = ("Attempt", "Router")
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE = (RateLimited, UpstreamError, UpstreamTimeout)
+_VISIBLE = (TextDelta, ToolCallStarted, ToolCallDelta)
+_MAX_BACKOFF_S = 2.0
+
+
+class Attempt(msgspec.Struct, frozen=True):
+    route: Route
+    account: Account
+
+
+class Router:
+    def __init__(
+        self,
+        *,
+        upstreams: Upstreams,
+        scripts: Scripts,
+        routing: RoutingConfig,
+        cooldowns: Cooldowns,
+        slot_ttl_s: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._upstreams = upstreams
+        self._scripts = scripts
+        self._routing = routing
+        self._cooldowns = cooldowns
+        self._slot_ttl_ms = int(slot_ttl_s * 1000)
+        self._rng = rng or random.Random()
+        self._turns: dict[str, itertools.count[int]] = {}
+
+    def plan(self, model: str) -> list[Attempt]:
+        """Every (channel, account) that could serve ``model``, in the order to try them."""
+        ready: list[Attempt] = []
+        resting: list[Attempt] = []
+        routes = self._upstreams.catalog.routes(model)
+        for _, group in itertools.groupby(routes, key=lambda route: route.channel.priority):
+            queues = [self._accounts(route) for route in self._by_weight(list(group))]
+            # One account per channel first: a failing channel is more often down as a whole.
+            for column in itertools.zip_longest(*queues):
+                for attempt in column:
+                    if attempt is None:
+                        continue
+                    cooling = self._cooldowns.cooling(attempt.route.channel.name, attempt.account.name)
+                    (resting if cooling else ready).append(attempt)
+        return ready + resting
+
+    def _by_weight(self, routes: list[Route]) -> list[Route]:
+        if len(routes) < 2:
+            return routes
+        # Weighted order without replacement (Efraimidis-Spirakis): key u^(1/w), largest first.
+        return sorted(routes, key=lambda route: self._rng.random() ** (1 / route.channel.weight), reverse=True)
+
+    def _accounts(self, route: Route) -> list[Attempt]:
+        accounts = route.channel.resolved_accounts()
+        turn = next(self._turns.setdefault(route.channel.name, itertools.count()))
+        start = turn % len(accounts)
+        return [Attempt(route, account) for account in accounts[start:] + accounts[:start]]
+
+    async def stream(
+        self, request: GenerationRequest, turn: SessionTurn | None
+    ) -> AsyncGenerator[ProviderOutput, None]:
+        """The generation's output, from the first candidate that does not fail before answering."""
+        plan = self.plan(request.model)
+        if not plan:
+            raise ModelNotFound(request.model)
+        failure: GatewayError | None = None
+        tried = 0
+        for attempt in plan:
+            if tried == self._routing.max_attempts:
+                break
+            async with self._slot(attempt, request.id) as admitted:
+                if not admitted:
+                    continue
+                if tried:
+                    await asyncio.sleep(self._backoff(tried))
+                tried += 1
+                answered = False
+                try:
+                    async for output in self._call(attempt, request, turn):
+                        answered = answered or isinstance(output, _VISIBLE)
+                        yield output
+                    return
+                except _RETRYABLE as error:
+                    if answered:
+                        raise
+                    failure = error
+                    log.info(
+                        "generation %s: %s/%s failed (%s); %s",
+                        request.id,
+                        attempt.route.channel.name,
+                        attempt.account.name,
+                        error.message,
+                        "trying the next" if tried < self._routing.max_attempts else "giving up",
+                    )
+                    await self._cool_down(attempt, error)
+        if failure is not None:
+            raise failure
+        raise RateLimited(
+            f"Every channel serving '{request.model}' is at its concurrency limit.", code="channels_busy", retry_after=1
+        )
+
+    async def _call(
+        self, attempt: Attempt, request: GenerationRequest, turn: SessionTurn | None
+    ) -> AsyncGenerator[ProviderOutput, None]:
+        channel = attempt.route.channel
+        state = turn.provider_state(channel.name) if turn is not None else NO_STATE
+        call = UpstreamCall(request, attempt.route.upstream_model, attempt.account, state)
+        guard = ErrorTextGuard(channel.error_texts)
+        # Usage is held to the end, so a failed attempt's figures never reach the client.
+        usage: list[Usage] = []
+        async with (
+            self._upstreams.use(channel.name) as provider,
+            contextlib.aclosing(provider.stream(call)) as outputs,
+        ):
+            async for output in outputs:
+                if isinstance(output, TextDelta):
+                    text = guard.feed(output.text)
+                    if not text:
+                        continue
+                    output = TextDelta(text)
+                elif isinstance(output, Usage):
+                    usage.append(output)
+                    continue
+                elif isinstance(output, Finished) and (matched := guard.matched()) is not None:
+                    raise UpstreamError(
+                        f"upstream '{channel.name}' answered with an error text: {matched}",
+                        code="upstream_error_text",
+                    )
+                held = guard.release()
+                if held:
+                    yield TextDelta(held)
+                if isinstance(output, Finished):
+                    for figures in usage:
+                        yield figures
+                yield output
+
+    def _backoff(self, tried: int) -> float:
+        delay = self._routing.backoff_s * 2 ** (tried - 1)
+        return float(min(_MAX_BACKOFF_S, delay * self._rng.uniform(0.5, 1.5)))
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, attempt: Attempt, generation_id: str) -> AsyncIterator[bool]:
+        limit = attempt.route.channel.max_concurrency
+        if limit <= 0:
+            yield True
+            return
+        key = ChannelKeys.running(attempt.route.channel.name)
+        admitted = bool(await self._scripts.slot(keys=[key], args=[generation_id, limit, self._slot_ttl_ms]))
+        if not admitted:
+            yield False
+            return
+        keeper = asyncio.create_task(self._keep_slot(key, generation_id, limit))
+        try:
+            yield True
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(RedisError):
+                await asyncio.shield(self._scripts.redis.zrem(key, generation_id))
+
+    async def _keep_slot(self, key: str, generation_id: str, limit: int) -> None:
+        while True:
+            await asyncio.sleep(self._slot_ttl_ms / 3000)
+            with contextlib.suppress(RedisError):
+                await self._scripts.slot(keys=[key], args=[generation_id, limit, self._slot_ttl_ms])
+
+    async def _cool_down(self, attempt: Attempt, error: GatewayError) -> None:
+        channel = attempt.route.channel
+        seconds = channel.cooldown_s if channel.cooldown_s is not None else self._routing.cooldown_s
+        if isinstance(error, RateLimited) and error.retry_after:
+            seconds = max(seconds, error.retry_after)
+        if seconds <= 0:
+            return
+        notice = CooldownNotice(channel.name, attempt.account.name, seconds, f"{error.code}: {error.message}")
+        self._cooldowns.apply(notice)
+        try:
+            redis = self._scripts.redis
+            await redis.set(
+                ChannelKeys.health(channel.name, attempt.account.name), notice.reason, px=int(seconds * 1000)
+            )
+            await redis.publish(COOLDOWN_CHANNEL, msgspec.json.encode(notice))
+        except RedisError as exc:
+            log.warning("could not share the cooldown of %s/%s: %s", channel.name, attempt.account.name, exc)
