@@ -1,0 +1,65 @@
+"""Swapping a worker's channels while generations run, and cooldowns expiring."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import msgspec
+
+from shared.config import MockChannel
+from shared.events import Finished
+from worker.cooldowns import CooldownNotice, Cooldowns
+from worker.providers import ProviderOutput, ProviderRegistry, UpstreamCall
+from worker.upstreams import Upstreams
+
+
+class _Tracked:
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
+        yield Finished("stop")
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def _upstreams(created: list[_Tracked], channels: list[MockChannel]) -> Upstreams:
+    def create(_: MockChannel) -> _Tracked:
+        created.append(_Tracked())
+        return created[-1]
+
+    registry = ProviderRegistry()
+    registry.register(MockChannel, create)
+    return Upstreams(registry, channels)
+
+
+async def test_unchanged_channels_keep_their_provider_and_changed_ones_close_after_use() -> None:
+    created: list[_Tracked] = []
+    kept, changed = MockChannel(name="kept", models=["k"]), MockChannel(name="changed", models=["c"])
+    upstreams = _upstreams(created, [kept, changed])
+    async with upstreams.use("changed") as in_use:
+        await upstreams.replace([kept, msgspec.structs.replace(changed, reply="new")])
+        assert len(created) == 3 and not created[0].closed
+        assert in_use is created[1] and not created[1].closed, "a provider in use stays open"
+    assert created[1].closed
+    assert upstreams.catalog.routes("c")[0].channel.reply == "new"
+
+
+async def test_removed_channels_leave_the_routing_table() -> None:
+    created: list[_Tracked] = []
+    upstreams = _upstreams(created, [MockChannel(name="a", models=["x"]), MockChannel(name="b", models=["y"])])
+    await upstreams.replace([MockChannel(name="a", models=["x"])])
+    assert "y" not in upstreams.catalog and created[1].closed
+    await upstreams.aclose()
+    assert created[0].closed
+
+
+def test_cooldowns_expire_and_notices_from_other_workers_apply() -> None:
+    now = [100.0]
+    cooldowns = Cooldowns(clock=lambda: now[0])
+    cooldowns.apply_encoded(msgspec.json.encode(CooldownNotice("c", "a", 5, "upstream_500: down")))
+    cooldowns.apply_encoded(b"not json")
+    assert cooldowns.cooling("c", "a") and not cooldowns.cooling("c", "b")
+    now[0] = 106
+    assert not cooldowns.cooling("c", "a")
