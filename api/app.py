@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from api.middleware import request_id_middleware
 from api.relay import Relay
 from api.responses_store import ResponseStore
 from api.routes import (
+    admin,
     cancel_response,
     chat_completions,
     create_response,
@@ -28,10 +30,14 @@ from api.routes import (
 from api.sessions import Sessions
 from api.state import GatewayState
 from shared.catalog import Catalog
+from shared.channel_store import ChannelStore
 from shared.config import Settings
 from shared.scripts import Scripts
 
 __all__ = ("create_app",)
+
+_CHANNEL_POLL_S = 2.0
+"""How soon a channel change made through another API instance is noticed here."""
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -45,7 +51,7 @@ def create_app(settings: Settings) -> Litestar:
         relay = Relay(redis, instance_id=f"{socket.gethostname()}-{os.getpid()}", config=settings.relay)
         await relay.start()
         dispatcher = Dispatcher(redis, relay, settings.relay)
-        app.state.gateway = GatewayState(
+        state = app.state.gateway = GatewayState(
             settings=settings,
             catalog=Catalog(settings.channels),
             redis=redis,
@@ -53,10 +59,13 @@ def create_app(settings: Settings) -> Litestar:
             relay=relay,
             responses=ResponseStore(redis, settings),
             sessions=Sessions(redis, Scripts(redis), settings, dispatcher),
+            channels=ChannelStore(redis, settings.channels),
         )
+        follower = asyncio.create_task(state.channels.follow(state.apply_channels, interval_s=_CHANNEL_POLL_S))
         try:
             yield
         finally:
+            follower.cancel()
             await relay.stop()
             await redis.aclose()
 
@@ -70,6 +79,12 @@ def create_app(settings: Settings) -> Litestar:
             delete_response,
             cancel_response,
             list_input_items,
+            admin.list_channels,
+            admin.get_channel,
+            admin.put_channel,
+            admin.delete_channel,
+            admin.put_account,
+            admin.delete_account,
         ],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,

@@ -5,16 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.catalog import Catalog
+
 if TYPE_CHECKING:
-    from litestar import Request
+    from litestar.connection import ASGIConnection
     from redis.asyncio import Redis
 
     from api.dispatch import Dispatcher
     from api.relay import Relay
     from api.responses_store import ResponseStore
     from api.sessions import Sessions
-    from shared.catalog import Catalog
-    from shared.config import Settings
+    from shared.channel_store import ChannelStore
+    from shared.config import ChannelConfig, Settings
 
 __all__ = ("GatewayState", "gateway_state")
 
@@ -28,8 +30,16 @@ class GatewayState:
     relay: Relay
     responses: ResponseStore
     sessions: Sessions
+    channels: ChannelStore
+
+    async def apply_channels(self, channels: list[ChannelConfig]) -> None:
+        self.catalog = Catalog(channels)
+
+    async def reload_channels(self) -> None:
+        """Take stored channel changes into account now (after this process made one)."""
+        await self.apply_channels(await self.channels.effective())
 
 
-def gateway_state(request: Request[Any, Any, Any]) -> GatewayState:
+def gateway_state(request: ASGIConnection[Any, Any, Any, Any]) -> GatewayState:
     state: GatewayState = request.app.state.gateway
     return state

@@ -6,7 +6,6 @@ Redis, with a config file written from the channels given, and stops them afterw
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import socket
@@ -18,13 +17,24 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+import redis
 
 __all__ = ("GatewayProcesses", "free_port")
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-_databases = itertools.count(1)
+_databases_in_use: set[int] = set()
+
+
+def _claim_database(redis_url: str) -> tuple[str, int]:
+    """A Redis database no live gateway uses, emptied: gateways sharing one would take each other's jobs."""
+    number = min(set(range(1, 16)) - _databases_in_use)
+    _databases_in_use.add(number)
+    url = f"{redis_url.rsplit('/', 1)[0]}/{number}"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    return url, number
 
 
 def free_port() -> int:
@@ -43,7 +53,7 @@ class GatewayProcesses:
     def __init__(
         self, *, redis_url: str, config_toml: str, workers: int = 1, env: dict[str, str] | None = None
     ) -> None:
-        self.redis_url = f"{redis_url.rsplit('/', 1)[0]}/{next(_databases) % 16}"
+        self.redis_url, self._database = _claim_database(redis_url)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._workers = workers
@@ -104,6 +114,7 @@ class GatewayProcesses:
                 process.kill()
                 process.wait()
         self._dir.cleanup()
+        _databases_in_use.discard(self._database)
 
     def __enter__(self) -> GatewayProcesses:
         return self.start()

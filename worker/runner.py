@@ -121,7 +121,7 @@ class GenerationRunner:
         except asyncio.CancelledError:
             reason = self._stop_reasons.get(request.id, "shutdown")
             if reason != "lease_lost":
-                await asyncio.shield(self._fail(request, emitter, _STOP_ERRORS[reason]))
+                await asyncio.shield(self._fail(request, emitter, _STOP_ERRORS[reason], turn))
         finally:
             heartbeat.cancel()
             self._running.pop(request.id, None)
@@ -154,22 +154,28 @@ class GenerationRunner:
                             if marker is not None:
                                 await emitter.send(marker)
                             await turn.bind()
+                            # The client may send its next turn the moment it sees the end: free the gate first.
+                            await turn.release()
                         output = msgspec.structs.replace(output, finished_at=int(time.time()))
                     elif turn is not None:
                         turn.observe(output)
                     await emitter.send(output)
             await emitter.drain()
         except GatewayError as error:
-            await self._fail(request, emitter, error)
+            await self._fail(request, emitter, error, turn)
         except (LeaseLost, RedisError) as exc:
             log.warning("generation %s abandoned: %r", request.id, exc)
         except Exception:
             log.exception("generation %s failed", request.id)
-            await self._fail(request, emitter, InternalError("The gateway failed while generating."))
+            await self._fail(request, emitter, InternalError("The gateway failed while generating."), turn)
 
-    async def _fail(self, request: GenerationRequest, emitter: EventEmitter, error: GatewayError) -> None:
+    async def _fail(
+        self, request: GenerationRequest, emitter: EventEmitter, error: GatewayError, turn: SessionTurn | None
+    ) -> None:
         log.info("generation %s failed: %s %s", request.id, error.status, error.message)
         try:
+            if turn is not None:
+                await turn.release()
             await emitter.send(Failed(error.info()))
             await emitter.drain()
         except (LeaseLost, RedisError) as exc:

@@ -37,6 +37,7 @@ class SessionTurn:
         self._ttl_s = ttl_s
         self._text: list[str] = []
         self._calls: dict[int, ToolCall] = {}
+        self._released = False
 
     @property
     def gated(self) -> bool:
@@ -57,7 +58,7 @@ class SessionTurn:
 
     async def hold(self, ttl_ms: int) -> bool:
         """Renew the gate; ``False`` once another run took it over."""
-        if not self.gated:
+        if not self.gated or self._released:
             return True
         return bool(await self._scripts.hold(keys=[self._gate], args=[self._request.id, ttl_ms]))
 
@@ -80,8 +81,9 @@ class SessionTurn:
 
     async def release(self) -> None:
         """Give the gate back, unless another run took it over."""
-        if not self.gated:
+        if not self.gated or self._released:
             return
+        self._released = True
         try:
             await self._scripts.release(keys=[self._gate], args=[self._request.id])
         except RedisError as exc:

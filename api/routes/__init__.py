@@ -1,5 +1,6 @@
 """HTTP route handlers, each registered under ``/v1`` and the legacy ``/chaynsapi/v1``."""
 
+from api.routes import admin
 from api.routes.chat import chat_completions
 from api.routes.models import list_models, retrieve_model
 from api.routes.responses import (
@@ -11,6 +12,7 @@ from api.routes.responses import (
 )
 
 __all__ = (
+    "admin",
     "cancel_response",
     "chat_completions",
     "create_response",

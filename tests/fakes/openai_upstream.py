@@ -15,7 +15,7 @@ The reply depends only on the request, so tests need no side channel. By ``model
   `` | ``; tool calls as ``call(<id> <name> <arguments>)``, tool results as ``tool(<call id>):text``
 
 Usage: prompt tokens = words in all message texts, completion tokens = chunks sent. ``GET /_stats``
-returns counters, including streams whose client disconnected.
+returns counters, including streams whose client disconnected and requests per model (``by_model``).
 
     python -m tests.fakes.openai_upstream --port 0 [--chunks N] [--chunk-delay S]
 """
@@ -131,6 +131,7 @@ class FakeUpstream:
     def __init__(self, settings: FakeUpstreamSettings) -> None:
         self.settings = settings
         self.stats = {"requests": 0, "streams": 0, "disconnects": 0}
+        self.by_model: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -140,7 +141,7 @@ class FakeUpstream:
             return
         path, method = scope["path"], scope["method"]
         if method == "GET" and path == "/_stats":
-            await self._reply(send, 200, _encoder.encode(self.stats))
+            await self._reply(send, 200, _encoder.encode({**self.stats, "by_model": self.by_model}))
         elif method == "GET" and path.endswith("/models"):
             names = ["fake-model", "fake-echo", "fake-slow", "fake-stall", "fake-tools", "fake-midstream-error"]
             names += ["fake-transcript", "fake-xml"]
@@ -170,6 +171,7 @@ class FakeUpstream:
             await self._reply(send, 400, _error(400, f"bad request: {exc}"))
             return
         model = request.model
+        self.by_model[model] = self.by_model.get(model, 0) + 1
         if model.startswith("fake-error-"):
             status = int(model.removeprefix("fake-error-"))
             extra = [(b"retry-after", b"1")] if status == 429 else []

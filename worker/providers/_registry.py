@@ -3,10 +3,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from shared.config import ChannelConfig, MockChannel, OpenAIChannel
+from shared.config import (
+    AnthropicChannel,
+    ChannelConfig,
+    ChaynsChannel,
+    MockChannel,
+    OpenAIChannel,
+    ResponsesChannel,
+)
 from worker.providers._base import Provider
+from worker.providers.anthropic import AnthropicProvider
+from worker.providers.chayns import ChaynsProvider
 from worker.providers.mock import MockProvider
 from worker.providers.openai_chat import OpenAIChatProvider
+from worker.providers.openai_responses import OpenAIResponsesProvider
 from worker.toolbridge.provider import BridgedProvider
 
 __all__ = ("ProviderRegistry", "default_registry")
@@ -35,5 +45,8 @@ class ProviderRegistry:
 def default_registry() -> ProviderRegistry:
     registry = ProviderRegistry()
     registry.register(OpenAIChannel, OpenAIChatProvider)
+    registry.register(ResponsesChannel, OpenAIResponsesProvider)
     registry.register(MockChannel, MockProvider)
+    registry.register(ChaynsChannel, ChaynsProvider)
+    registry.register(AnthropicChannel, AnthropicProvider)
     return registry

@@ -1,0 +1,204 @@
+"""The admin API: channels and their accounts, changed at runtime and stored in Redis.
+
+Served only when the admin key is set (``[admin] api_key_env``, by default ``AIAPI_ADMIN_KEY``);
+every request must bear it as ``Authorization: Bearer <key>``. Changes reach every API and worker
+process within seconds (see :mod:`shared.channel_store`). Keys are never returned, only masked.
+
+    GET    /admin/channels                              every channel in force, with account health
+    GET    /admin/channels/{name}
+    PUT    /admin/channels/{name}                       create or replace (body: a channel, as in the config)
+    DELETE /admin/channels/{name}
+    PUT    /admin/channels/{name}/accounts/{account}    create or replace one account
+    DELETE /admin/channels/{name}/accounts/{account}
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Literal
+
+import msgspec
+from litestar import Request, Response, delete, get, put
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from api.state import GatewayState, gateway_state
+from shared.config import (
+    AccountConfig,
+    AnthropicChannel,
+    ChannelConfig,
+    ChaynsChannel,
+    HttpChannel,
+    MockChannel,
+    OpenAIChannel,
+    ResponsesChannel,
+    channel_problem,
+)
+from shared.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from shared.keys import ChannelKeys
+
+__all__ = (
+    "delete_account",
+    "delete_channel",
+    "get_channel",
+    "list_channels",
+    "put_account",
+    "put_channel",
+)
+
+
+class AccountView(msgspec.Struct):
+    name: str
+    enabled: bool
+    has_key: bool
+    cooling_down: str | None
+    """Why the account is resting after a failure, while it is."""
+
+
+class ChannelView(msgspec.Struct):
+    name: str
+    source: Literal["config", "admin"]
+    running: int
+    """Generations on the channel now (counted only for channels with a concurrency limit)."""
+    accounts: list[AccountView]
+    config: ChannelConfig
+    """The channel as configured, with keys masked."""
+    object: Literal["channel"] = "channel"
+
+
+class ChannelList(msgspec.Struct):
+    data: list[ChannelView]
+    object: Literal["list"] = "list"
+
+
+class Deleted(msgspec.Struct):
+    id: str
+    deleted: bool = True
+
+
+HttpChannels = OpenAIChannel | ResponsesChannel | AnthropicChannel | ChaynsChannel
+
+_encoder = msgspec.json.Encoder()
+_PATHS = "/admin/channels"
+
+
+def require_admin(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    expected = gateway_state(connection).settings.admin.resolved_key()
+    if expected is None:
+        raise PermissionDenied("The admin API is disabled: set its key to enable it.", code="admin_disabled")
+    scheme, _separator, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise AuthenticationFailed("A valid admin key is required.")
+
+
+def _mask(key: str | None) -> str | None:
+    if key is None:
+        return None
+    return f"{key[:3]}…{key[-4:]}" if len(key) > 12 else "…"
+
+
+def _masked(channel: ChannelConfig) -> ChannelConfig:
+    if not isinstance(channel, HttpChannel):
+        return channel
+    accounts = [msgspec.structs.replace(a, api_key=_mask(a.api_key)) for a in channel.accounts]
+    return msgspec.structs.replace(channel, api_key=_mask(channel.api_key), accounts=accounts)
+
+
+async def _view(state: GatewayState, channel: ChannelConfig) -> ChannelView:
+    redis = state.redis
+    configs = channel.credential_configs()
+    health = await redis.mget([ChannelKeys.health(channel.name, config.name) for config in configs])
+    accounts = [
+        AccountView(config.name, config.enabled, config.resolve() is not None, reason.decode() if reason else None)
+        for config, reason in zip(configs, health, strict=True)
+    ]
+    running = await redis.zcard(ChannelKeys.running(channel.name)) if channel.max_concurrency else 0
+    source: Literal["config", "admin"] = "admin" if channel.name in await state.channels.stored() else "config"
+    return ChannelView(channel.name, source, running, accounts, _masked(channel))
+
+
+async def _find(state: GatewayState, name: str) -> ChannelConfig:
+    for channel in await state.channels.effective():
+        if channel.name == name:
+            return channel
+    raise NotFound(f"No channel named '{name}'.", code="channel_not_found")
+
+
+def _json(body: msgspec.Struct) -> Response[bytes]:
+    return Response(_encoder.encode(body), media_type="application/json")
+
+
+def _decode(body: bytes, kind: Any) -> Any:
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"Invalid body: {exc}".replace("`$.", "`")) from exc
+
+
+async def _store(state: GatewayState, channel: ChannelConfig) -> None:
+    problem = channel_problem(channel)
+    if problem:
+        raise InvalidRequest(f"Channel '{channel.name}': {problem}.")
+    await state.channels.put(channel)
+    await state.reload_channels()
+
+
+@get([_PATHS], guards=[require_admin])
+async def list_channels(request: Request[Any, Any, Any]) -> Response[bytes]:
+    state = gateway_state(request)
+    return _json(ChannelList([await _view(state, c) for c in await state.channels.effective()]))
+
+
+@get([f"{_PATHS}/{{name:str}}"], guards=[require_admin])
+async def get_channel(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+    state = gateway_state(request)
+    return _json(await _view(state, await _find(state, name)))
+
+
+@put([f"{_PATHS}/{{name:str}}"], guards=[require_admin], status_code=200)
+async def put_channel(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+    state = gateway_state(request)
+    channel: ChannelConfig = _decode(await request.body(), ChannelConfig)
+    if channel.name != name:
+        raise InvalidRequest(f"The body names channel '{channel.name}' but the path '{name}'.", param="name")
+    await _store(state, channel)
+    return _json(await _view(state, channel))
+
+
+@delete([f"{_PATHS}/{{name:str}}"], guards=[require_admin], status_code=200)
+async def delete_channel(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+    state = gateway_state(request)
+    await _find(state, name)
+    await state.channels.remove(name)
+    await state.reload_channels()
+    return _json(Deleted(name))
+
+
+async def _http_channel(state: GatewayState, name: str) -> HttpChannels:
+    channel = await _find(state, name)
+    if isinstance(channel, MockChannel):
+        raise InvalidRequest(f"Channel '{name}' takes no accounts.")
+    return channel
+
+
+@put([f"{_PATHS}/{{name:str}}/accounts/{{account:str}}"], guards=[require_admin], status_code=200)
+async def put_account(request: Request[Any, Any, Any], name: str, account: str) -> Response[bytes]:
+    state = gateway_state(request)
+    channel = await _http_channel(state, name)
+    body: AccountConfig = _decode(await request.body(), AccountConfig)
+    if body.name != account:
+        raise InvalidRequest(f"The body names account '{body.name}' but the path '{account}'.", param="name")
+    accounts = [a for a in channel.accounts if a.name != account] + [body]
+    updated = msgspec.structs.replace(channel, accounts=accounts)
+    await _store(state, updated)
+    return _json(await _view(state, updated))
+
+
+@delete([f"{_PATHS}/{{name:str}}/accounts/{{account:str}}"], guards=[require_admin], status_code=200)
+async def delete_account(request: Request[Any, Any, Any], name: str, account: str) -> Response[bytes]:
+    state = gateway_state(request)
+    channel = await _http_channel(state, name)
+    if all(a.name != account for a in channel.accounts):
+        raise NotFound(f"Channel '{name}' has no account '{account}'.", code="account_not_found")
+    await _store(state, msgspec.structs.replace(channel, accounts=[a for a in channel.accounts if a.name != account]))
+    return _json(Deleted(account))

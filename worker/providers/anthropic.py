@@ -1,0 +1,330 @@
+"""Anthropic's Messages API, streamed.
+
+The conversation is reshaped to what the Messages API accepts: system text moves to the top-level
+``system``, tool results become ``tool_result`` blocks of a user turn, and consecutive turns of one role are
+merged, because the API wants user and assistant to alternate. Options the API has no equivalent for
+(seed, penalties, ``response_format``, ``reasoning_effort``) are left out.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import re
+import urllib.parse
+from collections.abc import AsyncGenerator
+from typing import Literal
+
+import httpx
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from shared.config import AnthropicChannel
+from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
+from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
+from shared.generation import GenerationRequest, ImagePart, Message, TextPart, ToolChoice
+from worker.providers._base import ProviderOutput, UpstreamCall
+from worker.providers._http import error_from_response, error_from_transport
+from worker.providers.anthropic_wire import (
+    STREAM_EVENTS,
+    AnyToolChoice,
+    AutoToolChoice,
+    Base64Source,
+    ContentBlock,
+    ContentBlockDelta,
+    ContentBlockStart,
+    ErrorBody,
+    ErrorDetail,
+    ErrorEvent,
+    ImageBlock,
+    MessageDelta,
+    MessageParam,
+    MessagesRequest,
+    MessageStart,
+    MessageStop,
+    Metadata,
+    NamedToolChoice,
+    NoToolChoice,
+    StreamEvent,
+    StreamUsage,
+    TextBlock,
+    ToolChoiceParam,
+    ToolParam,
+    ToolResultBlock,
+    ToolUseBlock,
+    UrlSource,
+)
+
+__all__ = ("AnthropicProvider", "build_messages_request")
+
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+_OVERLOADED = 529
+_UNSAFE_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+_EMPTY_OBJECT = msgspec.Raw(b"{}")
+_ANY_OBJECT_SCHEMA = msgspec.Raw(b'{"type":"object"}')
+_object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_event_decoder: msgspec.json.Decoder[StreamEvent] = msgspec.json.Decoder(StreamEvent)
+_error_decoder = msgspec.json.Decoder(ErrorBody)
+_encoder = msgspec.json.Encoder()
+
+
+def _tool_use_id(call_id: str) -> str:
+    """Anthropic takes only ``[a-zA-Z0-9_-]`` in ids; mapping calls and results alike keeps them paired."""
+    return _UNSAFE_ID_CHARS.sub("_", call_id)
+
+
+def _tool_input(arguments: str) -> msgspec.Raw:
+    """The call's arguments as the JSON object ``input`` must be.
+
+    Arguments that are not a JSON object (a reply cut off mid-call, say) become ``{}``: the call has to stay
+    in the history, since its ``tool_result`` must follow a matching ``tool_use``, and nothing else is valid.
+    """
+    try:
+        _object_decoder.decode(arguments)
+    except msgspec.DecodeError:
+        return _EMPTY_OBJECT
+    return msgspec.Raw(arguments.encode())
+
+
+def _image(part: ImagePart) -> ImageBlock:
+    if not part.url.startswith("data:"):
+        return ImageBlock(UrlSource(part.url))
+    header, comma, payload = part.url[5:].partition(",")
+    if not comma:
+        raise InvalidRequest("An image data: URL has no ',' before its data.", param="messages")
+    media_type, *params = header.split(";")
+    if "base64" not in params:
+        payload = base64.b64encode(urllib.parse.unquote_to_bytes(payload)).decode()
+    return ImageBlock(Base64Source(media_type, payload))
+
+
+def _parts(message: Message) -> list[TextBlock | ImageBlock]:
+    # The API rejects empty text blocks, and clients often send "" beside tool calls.
+    return [
+        TextBlock(part.text) if isinstance(part, TextPart) else _image(part)
+        for part in message.content
+        if not isinstance(part, TextPart) or part.text
+    ]
+
+
+def _blocks(message: Message) -> list[ContentBlock]:
+    if message.role == "tool":
+        parts = _parts(message)
+        content = message.text() if all(isinstance(p, TextBlock) for p in parts) else parts
+        return [ToolResultBlock(_tool_use_id(message.tool_call_id or ""), content)]
+    blocks: list[ContentBlock] = [*_parts(message)]
+    if message.role == "assistant":
+        blocks += [ToolUseBlock(_tool_use_id(c.id), c.name, _tool_input(c.arguments)) for c in message.tool_calls]
+    return blocks
+
+
+def _conversation(messages: list[Message]) -> list[MessageParam]:
+    turns: list[MessageParam] = []
+    for message in messages:
+        if message.role == "system" or not (blocks := _blocks(message)):
+            continue
+        role: Literal["user", "assistant"] = "assistant" if message.role == "assistant" else "user"
+        if turns and turns[-1].role == role:
+            turns[-1].content.extend(blocks)
+        else:
+            turns.append(MessageParam(role, blocks))
+    for turn in turns:
+        # Tool results must open their user turn; a stable sort keeps everything else in order.
+        turn.content.sort(key=lambda block: not isinstance(block, ToolResultBlock))
+    return turns
+
+
+def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> ToolChoiceParam | UnsetType:
+    disable: bool | UnsetType = True if parallel is False else UNSET
+    if choice is None:
+        return UNSET if disable is UNSET else AutoToolChoice(disable)
+    if choice.mode == "none":
+        return NoToolChoice()
+    if choice.mode == "required":
+        return AnyToolChoice(disable)
+    if choice.mode == "function":
+        return NamedToolChoice(choice.name or "", disable)
+    return AutoToolChoice(disable)
+
+
+def build_messages_request(request: GenerationRequest, model: str, default_max_tokens: int) -> MessagesRequest:
+    sampling = request.sampling
+    system = "\n\n".join(text for m in request.messages if m.role == "system" and (text := m.text()))
+    tools = [
+        ToolParam(t.name, _ANY_OBJECT_SCHEMA if t.parameters is UNSET else t.parameters, t.description or UNSET)
+        for t in request.tools
+    ]
+    return MessagesRequest(
+        model=model,
+        messages=_conversation(request.messages),
+        max_tokens=sampling.max_output_tokens or default_max_tokens,
+        stream=True,
+        system=system or UNSET,
+        tools=tools or UNSET,
+        tool_choice=_tool_choice(request.tool_choice, sampling.parallel_tool_calls) if tools else UNSET,
+        temperature=UNSET if sampling.temperature is None else sampling.temperature,
+        top_p=UNSET if sampling.top_p is None else sampling.top_p,
+        stop_sequences=sampling.stop or UNSET,
+        metadata=Metadata(sampling.user) if sampling.user else UNSET,
+    )
+
+
+def _stream_error(channel: str, error: ErrorDetail) -> GatewayError:
+    message = error.message or error.type
+    if error.type == "rate_limit_error":
+        return RateLimited(f"upstream '{channel}' is rate limited: {message}")
+    if error.type == "overloaded_error":
+        return UpstreamError(f"upstream '{channel}' is overloaded: {message}", code="upstream_overloaded")
+    return UpstreamError(
+        f"upstream '{channel}' failed mid-stream ({error.type}): {message}", code="upstream_stream_error"
+    )
+
+
+def _response_error(channel: str, response: httpx.Response, body: bytes) -> GatewayError:
+    if response.status_code != _OVERLOADED:
+        return error_from_response(channel, response.status_code, response.headers, body)
+    try:
+        message = _error_decoder.decode(body).error.message
+    except msgspec.DecodeError:
+        message = ""
+    return UpstreamError(
+        f"upstream '{channel}' is overloaded (HTTP 529): {message or 'Overloaded'}", code="upstream_overloaded"
+    )
+
+
+async def _events(response: httpx.Response) -> AsyncGenerator[StreamEvent, None]:
+    """The decoded events of the SSE body, without ``ping`` and any kind this module does not know."""
+    name = ""
+    async for line in response.aiter_lines():
+        if line.startswith("event:"):
+            name = line[6:].strip()
+        elif not line:
+            name = ""
+        elif line.startswith("data:") and name in STREAM_EVENTS:
+            yield _event_decoder.decode(line[5:])
+
+
+class _StreamTranslator:
+    """Turns stream events into provider output, numbering tool calls the way the client will see them."""
+
+    def __init__(self, channel: str) -> None:
+        self.stopped = False
+        self._channel = channel
+        self._tools: dict[int, int] = {}
+        """Content block index → tool call index."""
+        self._usage: StreamUsage | None = None
+        self._stop_reason: str | None = None
+
+    def feed(self, event: StreamEvent) -> ProviderOutput | None:
+        if isinstance(event, ContentBlockDelta):
+            delta = event.delta
+            if delta.type == "text_delta" and delta.text:
+                return TextDelta(delta.text)
+            index = self._tools.get(event.index)
+            if index is not None and delta.type == "input_json_delta" and delta.partial_json:
+                return ToolCallDelta(index, delta.partial_json)
+        elif isinstance(event, ContentBlockStart):
+            block = event.content_block
+            if block.type == "tool_use":
+                index = self._tools[event.index] = len(self._tools)
+                return ToolCallStarted(index, block.id, block.name)
+            if block.type == "text" and block.text:
+                return TextDelta(block.text)
+        elif isinstance(event, MessageStart):
+            self._add_usage(event.message.usage)
+        elif isinstance(event, MessageDelta):
+            self._stop_reason = event.delta.stop_reason or self._stop_reason
+            if event.usage is not None:
+                self._add_usage(event.usage)
+        elif isinstance(event, MessageStop):
+            self.stopped = True
+        elif isinstance(event, ErrorEvent):
+            raise _stream_error(self._channel, event.error)
+        return None
+
+    def _add_usage(self, usage: StreamUsage) -> None:
+        # message_delta carries the counts that changed (output_tokens is cumulative); the rest stay.
+        if self._usage is None:
+            self._usage = usage
+            return
+        for field in StreamUsage.__struct_fields__:
+            if (value := getattr(usage, field)) is not None:
+                setattr(self._usage, field, value)
+
+    def usage(self) -> Usage | None:
+        """OpenAI counts cached prompt tokens inside the prompt; Anthropic counts them apart."""
+        usage = self._usage
+        if usage is None:
+            return None
+        cached = usage.cache_read_input_tokens or 0
+        written = usage.cache_creation_input_tokens or 0
+        return Usage(
+            input_tokens=(usage.input_tokens or 0) + cached + written,
+            output_tokens=usage.output_tokens or 0,
+            cached_tokens=cached,
+        )
+
+    def finish_reason(self) -> str:
+        return _FINISH_REASONS.get(self._stop_reason or "end_turn", "stop")
+
+
+class AnthropicProvider:
+    """Calls its httpx transport directly, as :class:`~worker.providers.openai_chat.OpenAIChatProvider` does."""
+
+    def __init__(self, channel: AnthropicChannel, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._channel = channel
+        self._url = httpx.URL(channel.base_url.rstrip("/") + "/v1/messages")
+        self._headers = [
+            ("content-type", "application/json"),
+            ("anthropic-version", channel.anthropic_version),
+            *channel.headers.items(),
+        ]
+        self._timeout = httpx.Timeout(channel.timeout_s, connect=channel.connect_timeout_s).as_dict()
+        self._transport = transport or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)
+        )
+
+    async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
+        request = call.request
+        body = _encoder.encode(build_messages_request(request, call.model, self._channel.max_tokens))
+        headers = [*self._headers, ("x-request-id", request.request_id)]
+        if call.account.api_key:
+            headers.append(("x-api-key", call.account.api_key))
+        upstream = httpx.Request(
+            "POST", self._url, headers=headers, content=body, extensions={"timeout": self._timeout}
+        )
+        name = self._channel.name
+        translator = _StreamTranslator(name)
+        try:
+            response = await self._transport.handle_async_request(upstream)
+            async with contextlib.aclosing(response):
+                if response.status_code >= 400:
+                    raise _response_error(name, response, await response.aread())
+                async with contextlib.aclosing(_events(response)) as events:
+                    async for event in events:
+                        output = translator.feed(event)
+                        if output is not None:
+                            yield output
+                        if translator.stopped:
+                            break
+        except httpx.TransportError as exc:
+            raise error_from_transport(name, exc) from exc
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(f"upstream '{name}' sent an unreadable event: {exc}") from exc
+        if not translator.stopped:
+            raise UpstreamError(f"upstream '{name}' ended the stream before message_stop", code="upstream_incomplete")
+        usage = translator.usage()
+        if usage is not None:
+            yield usage
+        yield Finished(translator.finish_reason())
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()

@@ -1,0 +1,263 @@
+"""An upstream that speaks the OpenAI Responses API natively (``POST {base_url}/responses``), streamed.
+
+The upstream is always asked to stream and never to store: deltas reach the client as they arrive, and
+the gateway keeps its own copy of every response. A plain JSON reply is accepted too. Reasoning items,
+hosted tools and any other event type the gateway cannot relay are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+import msgspec
+
+from shared.config import ResponsesChannel
+from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
+from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
+from shared.openai_responses import FunctionCallItem, MessageItem, OutputTextPart, RefusalPart, decode_content
+from worker.providers._base import ProviderOutput, UpstreamCall
+from worker.providers._http import error_from_response, error_from_transport
+from worker.providers.openai_responses_wire import (
+    ArgumentsDeltaEvent,
+    ArgumentsDoneEvent,
+    ErrorEvent,
+    EventKind,
+    ItemEvent,
+    ResponseBody,
+    ResponseError,
+    ResponseEvent,
+    TextDeltaEvent,
+    TextDoneEvent,
+    UsageBody,
+    build_request,
+    decode_output_item,
+)
+
+__all__ = ("OpenAIResponsesProvider",)
+
+_encoder = msgspec.json.Encoder()
+_kind_decoder = msgspec.json.Decoder(EventKind)
+_response_decoder = msgspec.json.Decoder(ResponseBody)
+_decoders: dict[str, msgspec.json.Decoder[Any]] = {
+    "response.output_text.delta": msgspec.json.Decoder(TextDeltaEvent),
+    "response.refusal.delta": msgspec.json.Decoder(TextDeltaEvent),
+    "response.output_text.done": msgspec.json.Decoder(TextDoneEvent),
+    "response.refusal.done": msgspec.json.Decoder(TextDoneEvent),
+    "response.output_item.added": msgspec.json.Decoder(ItemEvent),
+    "response.output_item.done": msgspec.json.Decoder(ItemEvent),
+    "response.function_call_arguments.delta": msgspec.json.Decoder(ArgumentsDeltaEvent),
+    "response.function_call_arguments.done": msgspec.json.Decoder(ArgumentsDoneEvent),
+    "response.completed": msgspec.json.Decoder(ResponseEvent),
+    "response.incomplete": msgspec.json.Decoder(ResponseEvent),
+    "response.failed": msgspec.json.Decoder(ResponseEvent),
+    "error": msgspec.json.Decoder(ErrorEvent),
+}
+
+_TERMINAL_STATUS = {"response.completed": "completed", "response.incomplete": "incomplete", "response.failed": "failed"}
+_INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
+# Failures that are the request's fault: retrying it elsewhere would fail the same way.
+_CLIENT_CODES = {"context_length_exceeded", "invalid_prompt"}
+
+
+def _usage(usage: UsageBody) -> Usage:
+    cached = usage.input_tokens_details.cached_tokens if usage.input_tokens_details else 0
+    reasoning = usage.output_tokens_details.reasoning_tokens if usage.output_tokens_details else 0
+    return Usage(usage.input_tokens, usage.output_tokens, cached or 0, reasoning or 0)
+
+
+def _failure(channel: str, error: ResponseError | None) -> GatewayError:
+    code = None if error is None or error.code is None else str(error.code)
+    message = (error.message if error else "") or "no reason given"
+    if code == "rate_limit_exceeded":
+        return RateLimited(f"upstream '{channel}' is rate limited: {message}")
+    if code in _CLIENT_CODES:
+        return InvalidRequest(message, code=code)
+    return UpstreamError(f"upstream '{channel}' failed: {message}", code=code or "upstream_stream_error")
+
+
+def _part_text(raw: msgspec.Raw) -> str:
+    part = decode_content(raw)
+    if isinstance(part, OutputTextPart):
+        return part.text
+    return part.refusal if isinstance(part, RefusalPart) else ""
+
+
+class _Translator:
+    """Turns Responses events into provider output, numbering function calls 0.. as they appear.
+
+    Calls are found by ``item_id`` or, failing that, ``output_index``. Text or arguments that arrive only
+    whole (in a ``.done`` event, an ``output_item.done`` or the final Response) are emitted then, unless
+    they were streamed already, so upstreams that skip deltas still work and nothing is sent twice.
+    """
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.finish_reason: str | None = None
+        self.over = False
+        """A terminal event (or a ``[DONE]``) came: nothing after it matters."""
+        self._data: list[str] = []
+        self._calls: dict[int, int] = {}
+        self._call_items: dict[str, int] = {}
+        self._calls_with_arguments: set[int] = set()
+        self._texts: set[tuple[int, int]] = set()
+
+    def line(self, line: str) -> list[ProviderOutput]:
+        """One line of the SSE body; an event's ``data:`` lines are joined and read at the blank line."""
+        if line.startswith("data:"):
+            value = line[5:]
+            self._data.append(value[1:] if value.startswith(" ") else value)
+            return []
+        return self.end() if not line else []
+
+    def end(self) -> list[ProviderOutput]:
+        """Read the event still pending, if any: the body ended without its blank line."""
+        data, self._data = "\n".join(self._data), []
+        if not data:
+            return []
+        if data == "[DONE]":
+            self.over = True
+            return []
+        return self.event(data)
+
+    def event(self, data: str) -> list[ProviderOutput]:
+        kind = _kind_decoder.decode(data).type
+        decoder = _decoders.get(kind)
+        if decoder is None:
+            return []
+        event = decoder.decode(data)
+        if isinstance(event, TextDeltaEvent):
+            self._texts.add((event.output_index, event.content_index))
+            return [TextDelta(event.delta)] if event.delta else []
+        if isinstance(event, TextDoneEvent):
+            return self._text_done(event)
+        if isinstance(event, ItemEvent):
+            return self._item(event.output_index, event.item)
+        if isinstance(event, ArgumentsDeltaEvent):
+            return self._arguments(self._find(event.item_id, event.output_index), event.delta)
+        if isinstance(event, ArgumentsDoneEvent):
+            number = self._find(event.item_id, event.output_index)
+            return [] if number in self._calls_with_arguments else self._arguments(number, event.arguments)
+        if isinstance(event, ErrorEvent):
+            raise _failure(self.channel, event.error or ResponseError(event.code, event.message or ""))
+        assert isinstance(event, ResponseEvent)
+        # The event's type, not the object's status, says how the response ended.
+        return self.response(event.response, _TERMINAL_STATUS[kind])
+
+    def response(self, response: ResponseBody, status: str | None = None) -> list[ProviderOutput]:
+        """A whole Response: what of its output was not streamed already, its usage, its finish reason."""
+        status = status or response.status or ("failed" if response.error is not None else None)
+        if status == "failed":
+            raise _failure(self.channel, response.error)
+        if status not in ("completed", "incomplete"):
+            raise UpstreamError(
+                f"upstream '{self.channel}' answered with a response still {status}", code="upstream_incomplete"
+            )
+        out: list[ProviderOutput] = []
+        for index, raw in enumerate(response.output):
+            out += self._item(index, raw)
+        if response.usage is not None:
+            out.append(_usage(response.usage))
+        self.over = True
+        if status == "incomplete":
+            reason = response.incomplete_details.reason if response.incomplete_details else None
+            self.finish_reason = _INCOMPLETE_REASONS.get(reason or "", "length")
+        else:
+            self.finish_reason = "tool_calls" if self._calls else "stop"
+        return out
+
+    def _text_done(self, event: TextDoneEvent) -> list[ProviderOutput]:
+        key = (event.output_index, event.content_index)
+        text = event.text or event.refusal
+        if key in self._texts or not text:
+            return []
+        self._texts.add(key)
+        return [TextDelta(text)]
+
+    def _item(self, output_index: int, raw: msgspec.Raw) -> list[ProviderOutput]:
+        item = decode_output_item(raw)
+        if isinstance(item, FunctionCallItem):
+            return self._call(output_index, item)
+        if isinstance(item, MessageItem) and isinstance(item.content, list):
+            out: list[ProviderOutput] = []
+            for content_index, part in enumerate(item.content):
+                out += self._text_done(TextDoneEvent(_part_text(part), "", output_index, content_index))
+            return out
+        return []
+
+    def _call(self, output_index: int, item: FunctionCallItem) -> list[ProviderOutput]:
+        number = self._find(item.id, output_index)
+        out: list[ProviderOutput] = []
+        if number is None:
+            number = self._calls[output_index] = len(self._calls)
+            if item.id:
+                self._call_items[item.id] = number
+            out.append(ToolCallStarted(number, item.call_id, item.name))
+        if number not in self._calls_with_arguments:
+            out += self._arguments(number, item.arguments)
+        return out
+
+    def _find(self, item_id: str | None, output_index: int) -> int | None:
+        if item_id and item_id in self._call_items:
+            return self._call_items[item_id]
+        return self._calls.get(output_index)
+
+    def _arguments(self, number: int | None, fragment: str) -> list[ProviderOutput]:
+        if number is None or not fragment:
+            return []
+        self._calls_with_arguments.add(number)
+        return [ToolCallDelta(number, fragment)]
+
+
+class OpenAIResponsesProvider:
+    """Talks to the upstream through an httpx transport directly, as :class:`OpenAIChatProvider` does."""
+
+    def __init__(self, channel: ResponsesChannel, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._channel = channel
+        self._url = httpx.URL(channel.base_url.rstrip("/") + "/responses")
+        self._headers = [("Content-Type", "application/json"), *channel.headers.items()]
+        self._timeout = httpx.Timeout(channel.timeout_s, connect=channel.connect_timeout_s).as_dict()
+        self._transport = transport or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)
+        )
+
+    def _request(self, call: UpstreamCall) -> httpx.Request:
+        body = _encoder.encode(build_request(call.request, call.model))
+        headers = [*self._headers, ("X-Request-ID", call.request.request_id)]
+        if call.account.api_key:
+            headers.append(("Authorization", f"Bearer {call.account.api_key}"))
+        return httpx.Request("POST", self._url, headers=headers, content=body, extensions={"timeout": self._timeout})
+
+    async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
+        upstream = self._request(call)
+        name = self._channel.name
+        translator = _Translator(name)
+        try:
+            response = await self._transport.handle_async_request(upstream)
+            async with contextlib.aclosing(response):
+                if response.status_code >= 400:
+                    raise error_from_response(name, response.status_code, response.headers, await response.aread())
+                if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                    for output in translator.response(_response_decoder.decode(await response.aread())):
+                        yield output
+                else:
+                    async for line in response.aiter_lines():
+                        for output in translator.line(line):
+                            yield output
+                        if translator.over:
+                            break
+                    else:
+                        for output in translator.end():
+                            yield output
+        except httpx.TransportError as exc:
+            raise error_from_transport(name, exc) from exc
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(f"upstream '{name}' sent an unreadable event: {exc}") from exc
+        if translator.finish_reason is None:
+            raise UpstreamError(f"upstream '{name}' ended the stream before finishing", code="upstream_incomplete")
+        yield Finished(translator.finish_reason)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
