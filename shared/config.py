@@ -40,6 +40,7 @@ __all__ = (
     "ChaynsChannel",
     "ConfigError",
     "HttpChannel",
+    "LimitsConfig",
     "MockChannel",
     "ModelAlias",
     "OpenAIChannel",
@@ -119,6 +120,17 @@ class SessionsConfig(_Section, frozen=True, kw_only=True):
     may choose with the ``x-aiapi-concurrency`` header."""
 
 
+class LimitsConfig(_Section, frozen=True, kw_only=True):
+    """What one request may carry; larger ones get a 400 before anything is queued."""
+
+    max_messages: int = 2048
+    """Messages (Chat) or input items (Responses) in one request."""
+    max_tools: int = 128
+    max_tool_schema_bytes: int = 64 * 1024
+    """Encoded size of one tool's parameter schema."""
+    max_stop_sequences: int = 16
+
+
 class RoutingConfig(_Section, frozen=True, kw_only=True):
     max_attempts: int = 3
     """Upstream calls one generation may make: the first plus retries on other accounts or channels."""
@@ -148,6 +160,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
     sessions: SessionsConfig = msgspec.field(default_factory=SessionsConfig)
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     channels: list[ChannelConfig] = msgspec.field(default_factory=_default_channels)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

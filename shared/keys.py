@@ -14,6 +14,7 @@ __all__ = (
     "JOB_FUNCTION",
     "QUEUE",
     "WAKE_CHANNEL",
+    "WORKER_HEALTH",
     "ChannelKeys",
     "GenerationKeys",
     "ResponseKeys",
@@ -26,6 +27,9 @@ PREFIX = "aiapi"
 
 QUEUE = f"{PREFIX}:queue"
 """The arq queue (a sorted set) that generation jobs are enqueued on."""
+
+WORKER_HEALTH = f"{QUEUE}:health-check"
+"""arq's health-check key: every live worker refreshes it at least every ``health_check_interval``."""
 
 JOB_FUNCTION = "generate"
 """The name of the arq job function that runs one generation."""

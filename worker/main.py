@@ -216,6 +216,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> GatewayW
         max_tries=1,
         retry_jobs=False,
         health_check_interval=10,
+        health_check_key=keys.WORKER_HEALTH,
         job_serializer=serialize_job_envelope,
         job_deserializer=deserialize_job,
         log_results=False,

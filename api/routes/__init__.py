@@ -2,6 +2,7 @@
 
 from api.routes import admin
 from api.routes.chat import chat_completions
+from api.routes.health import healthz, readyz
 from api.routes.models import list_models, retrieve_model
 from api.routes.responses import (
     cancel_response,
@@ -17,8 +18,10 @@ __all__ = (
     "chat_completions",
     "create_response",
     "delete_response",
+    "healthz",
     "list_input_items",
     "list_models",
+    "readyz",
     "retrieve_model",
     "retrieve_response",
 )

@@ -13,6 +13,7 @@ from msgspec import UNSET
 from api.chat_adapter import decode_chat_request, to_generation
 from api.chat_output import ChatCompletionBuilder, ChatStreamWriter, error_frame
 from api.identity import client_identity
+from api.limits import check_limits
 from api.middleware import REQUEST_ID_KEY
 from api.state import gateway_state
 from api.streaming import Relayed, sse_response
@@ -40,6 +41,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         created=created,
         user_agent=request.headers.get("user-agent", ""),
     )
+    check_limits(generation, state.settings.limits)
     generation = await state.sessions.enter(
         request, generation, owner=client_identity(request), queue_timeout_s=state.settings.relay.queue_timeout_s
     )

@@ -13,6 +13,7 @@ from litestar.response import Stream
 
 from api import responses_adapter as adapter
 from api.identity import client_identity
+from api.limits import check_limits
 from api.middleware import REQUEST_ID_KEY
 from api.responses_objects import DeletedResponse, InputItemList, ResponseObject, encode_sse
 from api.responses_projection import ResponseProjector
@@ -66,6 +67,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
         client=ClientInfo(user_agent=request.headers.get("user-agent", "")),
         retain_s=store.ttl_s if shell.store else None,
     )
+    check_limits(generation, state.settings.limits, messages_param="input")
     queue_timeout = store.queue_timeout_s(shell.background)
     generation = await state.sessions.enter(
         request, generation, owner=owner, queue_timeout_s=queue_timeout, inherited=inherited_session

@@ -1,0 +1,55 @@
+"""Operating the gateway: health and readiness probes, and input limits, through real processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.harness import GatewayProcesses
+
+pytestmark = pytest.mark.e2e
+
+
+def _root(gateway: GatewayProcesses) -> str:
+    return gateway.base_url.removesuffix("/v1")
+
+
+def test_probes_report_a_ready_gateway(gateway: GatewayProcesses) -> None:
+    assert httpx.get(f"{_root(gateway)}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{_root(gateway)}/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "redis": "ok", "workers": "ok"}
+
+
+def test_without_workers_the_gateway_is_alive_but_not_ready(redis_url: str) -> None:
+    config = '[[channels]]\nname = "m"\ntype = "mock"\nmodels = ["mock-1"]\n'
+    with GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0) as gateway:
+        assert httpx.get(f"{_root(gateway)}/healthz").status_code == 200
+        ready = httpx.get(f"{_root(gateway)}/readyz")
+        assert ready.status_code == 503 and ready.json()["workers"] == "none alive"
+
+
+def test_oversized_requests_are_refused_before_queueing(client: openai.OpenAI) -> None:
+    messages: Any = [{"role": "user", "content": "x"}] * 2049
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="mock-1", messages=messages)
+    assert caught.value.code == "too_many_messages"
+    tools: Any = [{"type": "function", "function": {"name": f"t{i}", "parameters": {}}} for i in range(129)]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="mock-1", messages=[{"role": "user", "content": "x"}], tools=tools)
+    assert caught.value.code == "too_many_tools"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="mock-1", input=[{"role": "user", "content": "x"}] * 2049)
+    assert caught.value.code == "too_many_messages" and caught.value.param == "input"
+
+
+def test_a_body_over_the_size_limit_is_413(gateway: GatewayProcesses) -> None:
+    body = b'{"model":"mock-1","messages":[{"role":"user","content":"' + b"x" * (11 * 1024 * 1024) + b'"}]}'
+    reply = httpx.post(
+        f"{gateway.base_url}/chat/completions", content=body, headers={"content-type": "application/json"}
+    )
+    assert reply.status_code == 413
+    assert reply.json()["error"]["type"] == "invalid_request_error"
