@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from redis.asyncio import Redis
 
+from api.access import Access
 from api.dispatch import Dispatcher
 from api.errors import exception_handlers
 from api.middleware import request_id_middleware
@@ -18,6 +19,7 @@ from api.relay import Relay
 from api.responses_store import ResponseStore
 from api.routes import (
     admin,
+    admin_keys,
     cancel_response,
     chat_completions,
     create_response,
@@ -62,6 +64,7 @@ def create_app(settings: Settings) -> Litestar:
             responses=ResponseStore(redis, settings),
             sessions=Sessions(redis, Scripts(redis), settings, dispatcher),
             channels=ChannelStore(redis, settings.channels),
+            access=Access(settings.access, redis),
         )
         follower = asyncio.create_task(state.channels.follow(state.apply_channels, interval_s=_CHANNEL_POLL_S))
         try:
@@ -89,6 +92,12 @@ def create_app(settings: Settings) -> Litestar:
             admin.delete_channel,
             admin.put_account,
             admin.delete_account,
+            admin_keys.create_key,
+            admin_keys.list_keys,
+            admin_keys.get_key,
+            admin_keys.update_key,
+            admin_keys.delete_key,
+            admin_keys.key_usage,
         ],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,

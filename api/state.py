@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
     from redis.asyncio import Redis
 
+    from api.access import Access
     from api.dispatch import Dispatcher
     from api.relay import Relay
     from api.responses_store import ResponseStore
@@ -31,6 +32,7 @@ class GatewayState:
     responses: ResponseStore
     sessions: Sessions
     channels: ChannelStore
+    access: Access
 
     async def apply_channels(self, channels: list[ChannelConfig]) -> None:
         self.catalog = Catalog(channels)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 from litestar.response import Stream
 from redis.exceptions import RedisError
 
+from api.access import metered
 from shared.errors import GatewayError, InternalError
 from shared.events import TERMINAL_EVENTS, Failed, GenerationEvent, Started
 
@@ -35,7 +36,7 @@ class Relayed:
     def __init__(self, subscription: Subscription, dispatcher: Dispatcher, *, detached: bool = False) -> None:
         self._subscription = subscription
         self._dispatcher = dispatcher
-        self.events = subscription.events()
+        self.events = metered(subscription.events())
         self.ended = detached
         """Once true, finishing no longer cancels the generation; detached work always runs to its end."""
 

@@ -104,7 +104,8 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
     models = ", ".join(name for name, _ in Catalog(settings.channels).models())
     print(
         f"aiapi: serving http://{settings.server.host}:{settings.server.port}/v1 "
-        f"with {len(children)} worker(s); models: {models}; open mode (no API keys required)",
+        f"with {len(children)} worker(s); models: {models}; "
+        f"{'open mode (no API keys required)' if settings.access.mode == 'open' else 'keys mode (API keys required)'}",
         flush=True,
     )
     try:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from shared.access_config import AccessConfig
 from shared.channel_config import (
     Account,
     AccountConfig,
@@ -32,6 +33,7 @@ from shared.channel_config import (
 )
 
 __all__ = (
+    "AccessConfig",
     "Account",
     "AccountConfig",
     "AdminConfig",
@@ -162,6 +164,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    access: AccessConfig = msgspec.field(default_factory=AccessConfig)
     channels: list[ChannelConfig] = msgspec.field(default_factory=_default_channels)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -15,6 +15,7 @@ __all__ = (
     "QUEUE",
     "WAKE_CHANNEL",
     "WORKER_HEALTH",
+    "AccessKeys",
     "ChannelKeys",
     "GenerationKeys",
     "ResponseKeys",
@@ -118,3 +119,29 @@ class ChannelKeys:
     def health(channel: str, account: str) -> str:
         """String: why ``account`` of ``channel`` is cooling down; it expires with the cooldown."""
         return f"{PREFIX}:{{channel:{channel}}}:health:{account}"
+
+
+class AccessKeys:
+    """Keys about API keys: the admin API's stored keys, and each key's limits and usage.
+
+    The stored keys share the slot ``{access}``; everything about one key shares the slot ``{key:<name>}``,
+    so the rate-limit script and the usage transaction each touch a single Redis Cluster slot.
+    """
+
+    records = f"{PREFIX}:{{access}}:records"
+    """Hash: SHA-256 hex digest of a key → encoded ``StoredKey`` (the O(1) look-up of a request's key)."""
+    names = f"{PREFIX}:{{access}}:names"
+    """Hash: key name → digest, so the admin API can address a key by name."""
+
+    __slots__ = ("requests", "spent", "tokens", "usage")
+
+    def __init__(self, name: str) -> None:
+        tag = f"{PREFIX}:{{key:{name}}}"
+        self.requests = f"{tag}:requests"
+        """Hash: unix second → requests admitted in it; only the last minute is kept."""
+        self.tokens = f"{tag}:tokens"
+        """Hash: unix second → tokens (input + output) reported in it; only the last minute is kept."""
+        self.spent = f"{tag}:spent"
+        """Counter: tokens used over the key's life, checked against its budget."""
+        self.usage = f"{tag}:usage"
+        """Hash: ``<metric>:<model>`` → total, for requests, errors, input, output and cached tokens."""

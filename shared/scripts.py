@@ -30,3 +30,4 @@ class Scripts:
         self.hold: AsyncScript = redis.register_script(_source("hold"))
         self.save_state: AsyncScript = redis.register_script(_source("save_state"))
         self.slot: AsyncScript = redis.register_script(_source("slot"))
+        self.access_limit: AsyncScript = redis.register_script(_source("access_limit"))

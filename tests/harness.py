@@ -92,7 +92,7 @@ class GatewayProcesses:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base_url.removesuffix('/v1')}/healthz", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)

@@ -1,6 +1,6 @@
 """HTTP route handlers, each registered under ``/v1`` and the legacy ``/chaynsapi/v1``."""
 
-from api.routes import admin
+from api.routes import admin, admin_keys
 from api.routes.chat import chat_completions
 from api.routes.health import healthz, readyz
 from api.routes.models import list_models, retrieve_model
@@ -14,6 +14,7 @@ from api.routes.responses import (
 
 __all__ = (
     "admin",
+    "admin_keys",
     "cancel_response",
     "chat_completions",
     "create_response",

@@ -10,6 +10,7 @@ from litestar import Request, Response, post
 from litestar.response import Stream
 from msgspec import UNSET
 
+from api.access import admit
 from api.chat_adapter import decode_chat_request, to_generation
 from api.chat_output import ChatCompletionBuilder, ChatStreamWriter, error_frame
 from api.identity import client_identity
@@ -27,6 +28,7 @@ _encoder = msgspec.json.Encoder()
 
 @post(["/v1/chat/completions", "/chaynsapi/v1/chat/completions"], status_code=200)
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+    await admit(request)
     state = gateway_state(request)
     chat = decode_chat_request(await request.body())
     if chat.model not in state.catalog:

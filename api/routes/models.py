@@ -7,6 +7,7 @@ from typing import Any, Literal
 import msgspec
 from litestar import Request, Response, get
 
+from api.access import authenticate
 from api.state import gateway_state
 from shared.errors import ModelNotFound
 
@@ -33,6 +34,7 @@ _encoder = msgspec.json.Encoder()
 
 @get(["/v1/models", "/chaynsapi/v1/models"])
 async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
+    await authenticate(request)
     catalog = gateway_state(request).catalog
     body = ModelList([Model(name, owner) for name, owner in catalog.models()])
     return Response(_encoder.encode(body), media_type="application/json")
@@ -40,6 +42,7 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get(["/v1/models/{model:path}", "/chaynsapi/v1/models/{model:path}"])
 async def retrieve_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
+    await authenticate(request)
     name = model.lstrip("/")
     owners = dict(gateway_state(request).catalog.models())
     if name not in owners:

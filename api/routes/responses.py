@@ -12,6 +12,7 @@ from litestar import Request, Response, delete, get, post
 from litestar.response import Stream
 
 from api import responses_adapter as adapter
+from api.access import admit, authenticate
 from api.identity import client_identity
 from api.limits import check_limits
 from api.middleware import REQUEST_ID_KEY
@@ -39,6 +40,7 @@ def _json(value: msgspec.Struct) -> Response[bytes]:
 
 @post(_PATHS, status_code=200)
 async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+    await admit(request)
     state = gateway_state(request)
     body = adapter.decode_create_response(await request.body())
     if body.model not in state.catalog:
@@ -146,6 +148,7 @@ def _final(projector: ResponseProjector) -> Callable[[GenerationEvent], Response
 async def retrieve_response(
     request: Request[Any, Any, Any], response_id: str, stream: bool = False, starting_after: int | None = None
 ) -> Response[bytes] | Stream:
+    await authenticate(request)
     state = gateway_state(request)
     record = await state.responses.load(response_id, client_identity(request))
     projector, events = await state.responses.project(record)
@@ -171,6 +174,7 @@ async def retrieve_response(
 
 @delete(_ONE, status_code=200)
 async def delete_response(request: Request[Any, Any, Any], response_id: str) -> Response[bytes]:
+    await authenticate(request)
     state = gateway_state(request)
     await state.responses.load(response_id, client_identity(request))
     await state.responses.delete(response_id)
@@ -180,6 +184,7 @@ async def delete_response(request: Request[Any, Any, Any], response_id: str) -> 
 
 @post([f"{path}/cancel" for path in _ONE], status_code=200)
 async def cancel_response(request: Request[Any, Any, Any], response_id: str) -> Response[bytes]:
+    await authenticate(request)
     state = gateway_state(request)
     record = await state.responses.load(response_id, client_identity(request))
     if not record.shell.background:
@@ -206,6 +211,7 @@ async def list_input_items(
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
 ) -> Response[bytes]:
+    await authenticate(request)
     state = gateway_state(request)
     record = await state.responses.load(response_id, client_identity(request))
     if not 1 <= limit <= 100:

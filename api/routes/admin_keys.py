@@ -1,0 +1,167 @@
+"""The admin API for API keys: create, list, change, delete, and read their usage.
+
+Guarded like the rest of the admin API (:func:`api.routes.admin.require_admin`). The server generates
+each key and returns it once, in the answer to its creation; only its SHA-256 digest is stored. Keys from
+the config file are listed and their usage is readable, but they are changed in the file only.
+
+    POST   /admin/keys                  create (body: name, models, rpm, tpm, budget_tokens, enabled)
+    GET    /admin/keys                  every key, config and admin-created, never the key itself
+    GET    /admin/keys/{name}
+    PATCH  /admin/keys/{name}           change limits (body: any of models, rpm, tpm, budget_tokens, enabled)
+    DELETE /admin/keys/{name}           revoke it, with its usage (other API processes: within cache_s)
+    GET    /admin/keys/{name}/usage     usage per model and in total, and the current windows
+
+A change takes effect at once on the API process that made it, and within ``[access] cache_s`` on the
+others.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import msgspec
+from litestar import Request, Response, delete, get, patch, post
+from msgspec import UNSET, UnsetType
+
+from api.access import Access, access_for
+from api.access_store import StoredKey
+from api.routes.admin import require_admin
+from shared.access_config import Count, KeyPolicy
+from shared.errors import Conflict, InvalidRequest, NotFound
+
+__all__ = ("create_key", "delete_key", "get_key", "key_usage", "list_keys", "update_key")
+
+_PATHS = "/admin/keys"
+_ONE = f"{_PATHS}/{{name:str}}"
+
+_encoder = msgspec.json.Encoder()
+
+
+class KeyView(msgspec.Struct, kw_only=True):
+    name: str
+    source: Literal["config", "admin"]
+    models: list[str]
+    rpm: int
+    tpm: int
+    budget_tokens: int
+    enabled: bool
+    created: int | None
+    key: str | UnsetType = UNSET
+    """The key itself: only in the answer to its creation, never again."""
+    object: Literal["api_key"] = "api_key"
+
+
+class KeyList(msgspec.Struct):
+    data: list[KeyView]
+    object: Literal["list"] = "list"
+
+
+class KeyChanges(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    models: list[str] | UnsetType = UNSET
+    rpm: Count | UnsetType = UNSET
+    tpm: Count | UnsetType = UNSET
+    budget_tokens: Count | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+
+
+class Deleted(msgspec.Struct):
+    id: str
+    deleted: bool = True
+
+
+def _view(key: KeyPolicy, *, secret: str | UnsetType = UNSET) -> KeyView:
+    stored = isinstance(key, StoredKey)
+    return KeyView(
+        name=key.name,
+        source="admin" if stored else "config",
+        models=key.models,
+        rpm=key.rpm,
+        tpm=key.tpm,
+        budget_tokens=key.budget_tokens,
+        enabled=key.enabled,
+        created=key.created if isinstance(key, StoredKey) else None,
+        key=secret,
+    )
+
+
+def _json(body: msgspec.Struct, status: int = 200) -> Response[bytes]:
+    return Response(_encoder.encode(body), status_code=status, media_type="application/json")
+
+
+def _decode(body: bytes, kind: type[Any]) -> Any:
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"Invalid body: {exc}".replace("`$.", "`")) from exc
+
+
+def _configured(access: Access, name: str) -> KeyPolicy | None:
+    return next((key for key in access.config.keys if key.name == name), None)
+
+
+def _from_config(name: str) -> Conflict:
+    return Conflict(f"The key '{name}' comes from the config file; change it there.", code="config_key")
+
+
+async def _find(access: Access, name: str) -> KeyPolicy:
+    key = _configured(access, name) or await access.store.find(name)
+    if key is None:
+        raise NotFound(f"No API key named '{name}'.", code="key_not_found")
+    return key
+
+
+@post([_PATHS], guards=[require_admin], status_code=201)
+async def create_key(request: Request[Any, Any, Any]) -> Response[bytes]:
+    access = access_for(request)
+    policy: KeyPolicy = _decode(await request.body(), KeyPolicy)
+    if _configured(access, policy.name) is not None:
+        raise _from_config(policy.name)
+    secret, record = await access.store.create(policy)
+    access.forget()
+    return _json(_view(record, secret=secret), status=201)
+
+
+@get([_PATHS], guards=[require_admin])
+async def list_keys(request: Request[Any, Any, Any]) -> Response[bytes]:
+    access = access_for(request)
+    keys: list[KeyPolicy] = [*access.config.keys, *await access.store.stored()]
+    return _json(KeyList([_view(key) for key in keys]))
+
+
+@get([_ONE], guards=[require_admin])
+async def get_key(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+    return _json(_view(await _find(access_for(request), name)))
+
+
+@patch([_ONE], guards=[require_admin], status_code=200)
+async def update_key(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+    access = access_for(request)
+    key = await _find(access, name)
+    if not isinstance(key, StoredKey):
+        raise _from_config(name)
+    changes: KeyChanges = _decode(await request.body(), KeyChanges)
+    fields = {field: value for field, value in msgspec.structs.asdict(changes).items() if value is not UNSET}
+    updated = msgspec.structs.replace(key, **fields)
+    if not await access.store.replace(updated):
+        raise NotFound(f"No API key named '{name}'.", code="key_not_found")
+    access.forget()
+    return _json(_view(updated))
+
+
+@delete([_ONE], guards=[require_admin], status_code=200)
+async def delete_key(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+    access = access_for(request)
+    if _configured(access, name) is not None:
+        raise _from_config(name)
+    if not await access.store.delete(name):
+        raise NotFound(f"No API key named '{name}'.", code="key_not_found")
+    access.forget()
+    return _json(Deleted(name))
+
+
+@get([f"{_ONE}/usage"], guards=[require_admin])
+async def key_usage(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+    access = access_for(request)
+    await _find(access, name)
+    return _json(await access.store.usage(name, int(time.time())))

@@ -1,0 +1,311 @@
+"""Access control on fakeredis: key hashing and look-up, the rate-limit script, usage accounting, and
+the checks as a handler sees them (401, 403, 429, metering of finished and cancelled generations)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import anyio
+import fakeredis
+import msgspec
+import pytest
+from litestar import Litestar, Request, post
+from litestar.datastructures import State
+from litestar.testing import AsyncTestClient
+
+from api.access import Access, admit, metered
+from api.access_store import KeyStore, Verdict
+from api.errors import exception_handlers
+from shared.access_config import AccessConfig, AccessKeyConfig, KeyPolicy, key_digest
+from shared.config import ConfigError, Settings, load_settings
+from shared.errors import Conflict
+from shared.events import Finished, GenerationEvent, Started, TextDelta, Usage
+from shared.keys import AccessKeys
+
+SECRET = "sk-test-configured-key"
+DIGEST = hashlib.sha256(SECRET.encode()).hexdigest()
+
+
+def _offline() -> fakeredis.FakeAsyncRedis:
+    """A Redis that fails every call: proves a code path makes none."""
+    server = fakeredis.FakeServer()
+    server.connected = False
+    return fakeredis.FakeAsyncRedis(server=server)
+
+
+# --- hashing and configuration -------------------------------------------------------------------
+
+
+def test_keys_are_hashed_with_sha256(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert key_digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert AccessKeyConfig(name="a", key_sha256=DIGEST.upper()).digest() == DIGEST
+    monkeypatch.setenv("E2E_UNIT_KEY", SECRET)
+    assert AccessKeyConfig(name="b", key_env="E2E_UNIT_KEY").digest() == DIGEST
+    monkeypatch.setenv("E2E_UNIT_KEY", "")
+    assert AccessKeyConfig(name="b", key_env="E2E_UNIT_KEY").digest() is None
+
+
+def test_access_config_defaults_to_open_and_validates_keys(tmp_path: Path) -> None:
+    assert load_settings(environ={}).access.mode == "open"
+    path = tmp_path / "aiapi.toml"
+    path.write_text(f'[access]\nmode = "keys"\n[[access.keys]]\nname = "a"\nkey_sha256 = "{DIGEST}"\nrpm = 3\n')
+    access = load_settings(path, environ={}).access
+    assert access.mode == "keys" and access.keys[0].rpm == 3
+    bad_entries = [
+        'name = "a"',  # neither key_sha256 nor key_env
+        f'name = "a"\nkey_env = "X"\nkey_sha256 = "{DIGEST}"',  # both
+        'name = "a"\nkey_sha256 = "not-hex"',
+        'name = "a/b"\nkey_env = "X"',
+        'name = "a"\nkey_env = "X"\ntpm = -1',
+        'name = "a"\nkey_env = "X"\nunknown = 1',
+    ]
+    for entry in bad_entries:
+        path.write_text(f'[access]\nmode = "keys"\n[[access.keys]]\n{entry}\n')
+        with pytest.raises(ConfigError):
+            load_settings(path, environ={})
+    path.write_text('[[access.keys]]\nname = "a"\nkey_env = "X"\n[[access.keys]]\nname = "a"\nkey_env = "Y"\n')
+    with pytest.raises(ConfigError, match="duplicate access key names: a"):
+        load_settings(path, environ={})
+
+
+# --- the rate-limit script -----------------------------------------------------------------------
+
+
+async def test_rpm_is_a_sliding_window_with_an_exact_wait(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    store, key = KeyStore(fake_redis), KeyPolicy(name="k", rpm=2)
+    assert await store.admit(key, 1_000) == (Verdict.ADMITTED, 0)
+    assert await store.admit(key, 30_500) == (Verdict.ADMITTED, 0)
+    # Full: the oldest request (second 1) leaves the window at 61 s.
+    assert await store.admit(key, 45_000) == (Verdict.RPM, 16_000)
+    assert await store.admit(key, 60_999) == (Verdict.RPM, 1)
+    # Rejected requests were not counted: at 61 s one place is free, and only one.
+    assert await store.admit(key, 61_000) == (Verdict.ADMITTED, 0)
+    assert await store.admit(key, 61_100) == (Verdict.RPM, 28_900)
+    buckets = await fake_redis.hgetall(AccessKeys("k").requests)
+    assert buckets == {b"30": b"1", b"61": b"1"}, "buckets that left the window are deleted"
+    assert 0 < await fake_redis.pttl(AccessKeys("k").requests) <= 61_000
+
+
+async def test_tpm_and_budget_count_reported_tokens(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    store = KeyStore(fake_redis)
+    key = KeyPolicy(name="t", tpm=100, budget_tokens=250)
+    assert await store.admit(key, 10_000) == (Verdict.ADMITTED, 0)
+    await store.record("t", "m", Usage(input_tokens=60, output_tokens=30), failed=False, now_s=10)
+    assert await store.admit(key, 11_000) == (Verdict.ADMITTED, 0), "90 tokens: still under 100"
+    await store.record("t", "m", Usage(input_tokens=5, output_tokens=20), failed=False, now_s=20)
+    # 115 tokens in the window: the second-10 bucket (90) must leave before it is under 100, at 70 s.
+    assert await store.admit(key, 21_000) == (Verdict.TPM, 49_000)
+    assert await store.admit(key, 70_000) == (Verdict.ADMITTED, 0)
+    await store.record("t", "m", Usage(input_tokens=100, output_tokens=35), failed=False, now_s=75)
+    assert await store.admit(key, 200_000) == (Verdict.BUDGET, 0), "250 tokens spent over the key's life"
+    unlimited = KeyPolicy(name="t", rpm=5)
+    assert await store.admit(unlimited, 200_000) == (Verdict.ADMITTED, 0)
+
+
+# --- key look-up ---------------------------------------------------------------------------------
+
+
+async def test_configured_keys_are_found_without_redis() -> None:
+    redis = _offline()
+    config = AccessConfig(
+        mode="keys",
+        keys=[
+            AccessKeyConfig(name="on", key_sha256=DIGEST, models=["m"]),
+            AccessKeyConfig(name="off", key_sha256=key_digest("disabled"), enabled=False),
+        ],
+    )
+    access = Access(config, redis)
+    key = await access.key(SECRET)
+    assert key is not None and key.name == "on" and key.models == ["m"]
+    # A disabled config key is refused without a Redis call too; an unknown one needs Redis.
+    access._cache[key_digest("disabled")] = (0.0, None)
+    assert await access.key("disabled") is None
+    await redis.aclose()
+
+
+async def test_stored_keys_are_cached_until_forgotten(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    access = Access(AccessConfig(mode="keys", cache_s=3600), fake_redis)
+    assert await access.key("sk-not-yet") is None
+    secret, record = await access.store.create(KeyPolicy(name="runtime", rpm=7))
+    assert record.created > 0 and secret.startswith("sk-aiapi-")
+    assert await fake_redis.hget(AccessKeys.records, key_digest(secret)) is not None
+    assert secret.encode() not in b"".join(await fake_redis.hvals(AccessKeys.records)), "only the digest is stored"
+    found = await access.key(secret)
+    assert found is not None and found.rpm == 7
+    assert await access.store.delete("runtime")
+    assert await access.key(secret) is not None, "another process's deletion is seen only after cache_s"
+    access.forget()
+    assert await access.key(secret) is None
+    uncached = Access(AccessConfig(mode="keys", cache_s=0), fake_redis)
+    secret, _ = await uncached.store.create(KeyPolicy(name="later", enabled=False))
+    assert await uncached.key(secret) is None, "a disabled key does not authenticate"
+    stored = await uncached.store.find("later")
+    assert stored is not None
+    await uncached.store.replace(msgspec.structs.replace(stored, enabled=True))
+    assert await uncached.key(secret) is not None
+
+
+async def test_store_names_are_unique_and_a_deleted_key_is_not_revived(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    store = KeyStore(fake_redis)
+    _, record = await store.create(KeyPolicy(name="dup"))
+    with pytest.raises(Conflict):
+        await store.create(KeyPolicy(name="dup"))
+    await store.record("dup", "m", None, failed=True, now_s=1)
+    assert await store.delete("dup")
+    assert await fake_redis.exists(AccessKeys("dup").usage) == 0, "its usage goes with it"
+    assert not await store.replace(record), "changing a deleted key must not store its digest again"
+    assert await fake_redis.hlen(AccessKeys.records) == 0
+    assert not await store.delete("dup")
+    assert await store.stored() == []
+
+
+# --- usage accounting ----------------------------------------------------------------------------
+
+
+async def test_usage_is_recorded_per_model_with_totals(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    store = KeyStore(fake_redis)
+    await store.record("u", "model-a", Usage(10, 20, cached_tokens=4), failed=False, now_s=1000)
+    await store.record("u", "model-a", Usage(1, 2), failed=True, now_s=1001)
+    await store.record("u", "team:model-b", None, failed=True, now_s=1002)
+    usage = await store.usage("u", now_s=1030)
+    by_model = {m.model: m for m in usage.models}
+    assert [m.model for m in usage.models] == ["model-a", "team:model-b"]
+    a, b = by_model["model-a"], by_model["team:model-b"]
+    assert (a.requests, a.errors, a.input_tokens, a.output_tokens, a.cached_tokens) == (2, 1, 11, 22, 4)
+    assert (b.requests, b.errors, b.input_tokens, b.output_tokens) == (1, 1, 0, 0)
+    assert (usage.total.requests, usage.total.errors, usage.total.input_tokens) == (3, 2, 11)
+    assert usage.spent_tokens == 33 and usage.tokens_last_minute == 33
+    assert (await store.usage("u", now_s=1062)).tokens_last_minute == 0, "the window slid past them"
+
+
+async def test_a_lost_usage_record_does_not_raise() -> None:
+    redis = _offline()
+    await KeyStore(redis).record("u", "m", Usage(1, 1), failed=False, now_s=1)
+    await redis.aclose()
+
+
+# --- the checks, as handlers see them ------------------------------------------------------------
+
+EVENTS: list[GenerationEvent] = [Started("w"), TextDelta("hi"), Usage(5, 7, cached_tokens=2), Finished("stop")]
+
+
+async def _events() -> AsyncGenerator[GenerationEvent | None, None]:
+    for event in EVENTS:
+        yield event
+
+
+class _Body(msgspec.Struct):
+    model: str
+    take: int = len(EVENTS)
+
+
+@post("/v1/generate", status_code=200)
+async def generate(request: Request[Any, Any, Any]) -> int:
+    """Admit, then read ``take`` events of a generation through the meter and stop (as a cancel does)."""
+    await admit(request)
+    take = msgspec.json.decode(await request.body(), type=_Body).take
+    events = metered(_events())
+    seen = 0
+    async for _ in events:
+        seen += 1
+        if seen == take:
+            break
+    await events.aclose()
+    return seen
+
+
+async def _stalling() -> AsyncGenerator[GenerationEvent | None, None]:
+    yield Started("w")
+    yield TextDelta("hi")
+    await asyncio.sleep(3600)
+
+
+@post("/v1/abandon", status_code=200)
+async def abandon(request: Request[Any, Any, Any]) -> int:
+    """Admit, then relay a generation until its task is cancelled, as Litestar does when the client leaves."""
+    await admit(request)
+    events, seen = metered(_stalling()), 0
+    with anyio.CancelScope() as scope:
+        async for _ in events:
+            seen += 1
+            if seen == 2:
+                scope.cancel()
+    return seen
+
+
+def _app(redis: fakeredis.FakeAsyncRedis, access: AccessConfig) -> Litestar:
+    gateway = SimpleNamespace(settings=Settings(access=access), redis=redis, access=Access(access, redis))
+    handlers = [generate, abandon]
+    return Litestar(handlers, exception_handlers=exception_handlers, state=State({"gateway": gateway}))
+
+
+KEYS = AccessConfig(
+    mode="keys",
+    keys=[
+        AccessKeyConfig(name="main", key_sha256=DIGEST, models=["mock-1"], rpm=2),
+        AccessKeyConfig(name="free", key_sha256=key_digest("sk-free")),
+    ],
+)
+
+
+async def test_keys_mode_answers_401_403_and_429(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    async with AsyncTestClient(_app(fake_redis, KEYS)) as client:
+        missing = await client.post("/v1/generate", json={"model": "mock-1"})
+        wrong = await client.post("/v1/generate", json={"model": "mock-1"}, headers={"authorization": "Bearer nope"})
+        for reply in (missing, wrong):
+            assert reply.status_code == 401 and reply.json()["error"]["code"] == "invalid_api_key"
+        auth = {"authorization": f"Bearer {SECRET}"}
+        other = await client.post("/v1/generate", json={"model": "mock-2"}, headers=auth)
+        assert other.status_code == 403 and other.json()["error"]["code"] == "model_not_allowed"
+        for _ in range(2):
+            assert (await client.post("/v1/generate", json={"model": "mock-1"}, headers=auth)).status_code == 200
+        limited = await client.post("/v1/generate", json={"model": "mock-1"}, headers=auth)
+        assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limit_exceeded"
+        assert 55 <= int(limited.headers["retry-after"]) <= 60
+        free = {"authorization": "Bearer sk-free"}
+        assert (await client.post("/v1/generate", json={"model": "any"}, headers=free)).status_code == 200
+
+
+async def test_finished_and_cancelled_generations_are_metered() -> None:
+    # The test client serves the app on a loop of its own: each side gets its own client of one server.
+    server = fakeredis.FakeServer()
+    auth = {"authorization": f"Bearer {SECRET}"}
+    async with AsyncTestClient(_app(fakeredis.FakeAsyncRedis(server=server), KEYS)) as client:
+        assert (await client.post("/v1/generate", json={"model": "mock-1"}, headers=auth)).json() == 4
+        cancelled = await client.post("/v1/generate", json={"model": "mock-1", "take": 2}, headers=auth)
+        assert cancelled.json() == 2
+    reader = fakeredis.FakeAsyncRedis(server=server)
+    usage = await KeyStore(reader).usage("main", now_s=0)
+    await reader.aclose()
+    assert [m.model for m in usage.models] == ["mock-1"]
+    model = usage.models[0]
+    # The cancelled one ended before its Usage: it counts as a request and an error, with no tokens.
+    counts = (model.requests, model.errors, model.input_tokens, model.output_tokens, model.cached_tokens)
+    assert counts == (2, 1, 5, 7, 2)
+    assert usage.spent_tokens == 12
+
+
+async def test_a_relay_whose_task_is_cancelled_is_still_metered() -> None:
+    server, auth = fakeredis.FakeServer(), {"authorization": f"Bearer {SECRET}"}
+    reader = KeyStore(fakeredis.FakeAsyncRedis(server=server))
+    async with AsyncTestClient(_app(fakeredis.FakeAsyncRedis(server=server), KEYS)) as client:
+        assert (await client.post("/v1/abandon", json={"model": "mock-1"}, headers=auth)).json() == 2
+        for _ in range(50):  # the record is written by a task of its own, maybe just after the answer
+            usage = await reader.usage("main", now_s=0)
+            if usage.total.requests:
+                break
+            await asyncio.sleep(0.02)
+    assert (usage.total.requests, usage.total.errors) == (1, 1)
+
+
+async def test_open_mode_checks_nothing_and_calls_no_redis() -> None:
+    redis = _offline()
+    async with AsyncTestClient(_app(redis, AccessConfig())) as client:
+        reply = await client.post("/v1/generate", json={"model": "anything"})
+        assert reply.status_code == 200 and reply.json() == 4
+    await redis.aclose()
