@@ -26,19 +26,12 @@ Usage: ``input_tokens`` = words of the system text and text blocks, ``cache_read
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import msgspec
+
+from tests.fakes._serving import FakeProcess, argument_parser, serve
 
 __all__ = ("CACHED_TOKENS", "PLAIN_PIECES", "RunningAnthropicUpstream", "create_app")
 
@@ -149,7 +142,8 @@ def _validate(request: _Request) -> None:
 
 
 def _event(payload: dict[str, Any]) -> bytes:
-    return b"event: " + payload["type"].encode() + b"\ndata: " + _encoder.encode(payload) + b"\n\n"
+    kind: str = payload["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + _encoder.encode(payload) + b"\n\n"
 
 
 def _text_block(index: int, pieces: list[str]) -> list[dict[str, Any]]:
@@ -190,7 +184,7 @@ class FakeAnthropic:
         body = b""
         while True:
             message = await receive()
-            body += message.get("body", b"")
+            body += bytes(message.get("body", b""))
             if not message.get("more_body"):
                 return body
 
@@ -298,63 +292,22 @@ def create_app(api_key: str) -> FakeAnthropic:
 
 
 def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
+    parser = argument_parser()
     parser.add_argument("--api-key", default="sk-ant-fake")
     args = parser.parse_args()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    config = uvicorn.Config(
-        create_app(args.api_key), loop="uvloop", http="httptools", log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    print(f"LISTENING {sock.getsockname()[1]}", flush=True)
-    server.run(sockets=[sock])
+    serve(create_app(args.api_key), host=args.host, port=args.port)
 
 
-class RunningAnthropicUpstream:
+class RunningAnthropicUpstream(FakeProcess):
     """The fake as a subprocess; ``base_url`` is the API root, as ``AnthropicChannel.base_url`` expects."""
 
     def __init__(self, *, api_key: str = "sk-ant-fake") -> None:
+        super().__init__("tests.fakes.anthropic_upstream", ["--api-key", api_key])
         self.api_key = api_key
-        self._process: subprocess.Popen[str] | None = None
-        self.base_url = ""
 
-    def __enter__(self) -> RunningAnthropicUpstream:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.anthropic_upstream", "--port", "0", "--api-key", self.api_key],
-            cwd=Path(__file__).resolve().parents[2],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line.startswith("LISTENING"):
-            self.__exit__(None, None, None)
-            raise RuntimeError(f"fake Anthropic upstream did not start: {line!r}")
-        self.base_url = f"http://127.0.0.1:{line.split()[1]}"
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            with contextlib.suppress(OSError):
-                process.stdout.close()
+    @property
+    def base_url(self) -> str:
+        return self.root_url
 
 
 if __name__ == "__main__":

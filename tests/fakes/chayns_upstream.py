@@ -34,25 +34,18 @@ An answer ends in `` [images: <n>]`` when the posted message had images attached
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import datetime
 import email.parser
 import email.policy
 import itertools
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import msgspec
+
+from tests.fakes._serving import FakeProcess, argument_parser, serve
 
 __all__ = ("MODELS", "RunningChaynsUpstream", "create_app")
 
@@ -335,63 +328,21 @@ def create_app(empty_polls: int = 2) -> FakeChayns:
 
 
 def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
+    parser = argument_parser()
     parser.add_argument("--empty-polls", type=int, default=2)
     args = parser.parse_args()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    config = uvicorn.Config(
-        create_app(args.empty_polls), loop="uvloop", http="httptools", log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    print(f"LISTENING {sock.getsockname()[1]}", flush=True)
-    server.run(sockets=[sock])
+    serve(create_app(args.empty_polls), host=args.host, port=args.port)
 
 
-class RunningChaynsUpstream:
+class RunningChaynsUpstream(FakeProcess):
     """The fake as a subprocess; ``url`` serves as both the channel's ``base_url`` and its ``auth_url``."""
 
     def __init__(self, *, empty_polls: int = 2) -> None:
-        self._args = ["--empty-polls", str(empty_polls)]
-        self._process: subprocess.Popen[str] | None = None
-        self.url = ""
+        super().__init__("tests.fakes.chayns_upstream", ["--empty-polls", str(empty_polls)])
 
-    def __enter__(self) -> RunningChaynsUpstream:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.chayns_upstream", "--port", "0", *self._args],
-            cwd=Path(__file__).resolve().parents[2],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line.startswith("LISTENING"):
-            self.__exit__(None, None, None)
-            raise RuntimeError(f"fake chayns did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{line.split()[1]}"
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            with contextlib.suppress(OSError):
-                process.stdout.close()
+    @property
+    def url(self) -> str:
+        return self.root_url
 
 
 if __name__ == "__main__":

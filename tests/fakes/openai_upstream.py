@@ -22,22 +22,15 @@ returns counters, including streams whose client disconnected and requests per m
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import msgspec
+
+from tests.fakes._serving import FakeProcess, argument_parser, serve
 
 __all__ = ("FakeUpstreamSettings", "RunningFakeUpstream", "create_app")
 
@@ -300,67 +293,23 @@ def create_app(settings: FakeUpstreamSettings) -> FakeUpstream:
 
 
 def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
+    parser = argument_parser()
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--chunk-delay", type=float, default=0.0)
     args = parser.parse_args()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
     settings = FakeUpstreamSettings(chunks=args.chunks, chunk_delay_s=args.chunk_delay)
-    config = uvicorn.Config(
-        create_app(settings), loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    print(f"LISTENING {sock.getsockname()[1]}", flush=True)
-    server.run(sockets=[sock])
+    serve(create_app(settings), host=args.host, port=args.port)
 
 
-class RunningFakeUpstream:
+class RunningFakeUpstream(FakeProcess):
     """The fake as a subprocess; ``base_url`` ends in ``/v1``."""
 
     def __init__(self, *, chunks: int = 20, chunk_delay_s: float = 0.0) -> None:
-        self._args = ["--chunks", str(chunks), "--chunk-delay", str(chunk_delay_s)]
-        self._process: subprocess.Popen[str] | None = None
-        self.root_url = ""
-        self.base_url = ""
+        super().__init__("tests.fakes.openai_upstream", ["--chunks", str(chunks), "--chunk-delay", str(chunk_delay_s)])
 
-    def __enter__(self) -> RunningFakeUpstream:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", "0", *self._args],
-            cwd=Path(__file__).resolve().parents[2],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line.startswith("LISTENING"):
-            self.__exit__(None, None, None)
-            raise RuntimeError(f"fake upstream did not start: {line!r}")
-        self.root_url = f"http://127.0.0.1:{line.split()[1]}"
-        self.base_url = f"{self.root_url}/v1"
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            with contextlib.suppress(OSError):
-                process.stdout.close()
+    @property
+    def base_url(self) -> str:
+        return f"{self.root_url}/v1"
 
 
 if __name__ == "__main__":

@@ -31,21 +31,14 @@ headers and body.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import msgspec
+
+from tests.fakes._serving import FakeProcess, argument_parser, serve
 
 __all__ = ("DEFAULT_API_KEY", "RunningResponsesUpstream", "create_app")
 
@@ -453,71 +446,23 @@ def create_app(*, api_key: str = DEFAULT_API_KEY, chunks: int = 8) -> FakeRespon
 
 
 def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
+    parser = argument_parser()
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     parser.add_argument("--chunks", type=int, default=8)
     args = parser.parse_args()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    config = uvicorn.Config(
-        create_app(api_key=args.api_key, chunks=args.chunks),
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
-    print(f"LISTENING {sock.getsockname()[1]}", flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    serve(create_app(api_key=args.api_key, chunks=args.chunks), host=args.host, port=args.port)
 
 
-class RunningResponsesUpstream:
+class RunningResponsesUpstream(FakeProcess):
     """The fake as a subprocess; ``base_url`` ends in ``/v1``."""
 
     def __init__(self, *, api_key: str = DEFAULT_API_KEY, chunks: int = 8) -> None:
+        super().__init__("tests.fakes.responses_upstream", ["--api-key", api_key, "--chunks", str(chunks)])
         self.api_key = api_key
-        self._args = ["--api-key", api_key, "--chunks", str(chunks)]
-        self._process: subprocess.Popen[str] | None = None
-        self.root_url = ""
-        self.base_url = ""
 
-    def __enter__(self) -> RunningResponsesUpstream:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.responses_upstream", "--port", "0", *self._args],
-            cwd=Path(__file__).resolve().parents[2],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line.startswith("LISTENING"):
-            self.__exit__(None, None, None)
-            raise RuntimeError(f"fake Responses upstream did not start: {line!r}")
-        self.root_url = f"http://127.0.0.1:{line.split()[1]}"
-        self.base_url = f"{self.root_url}/v1"
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            with contextlib.suppress(OSError):
-                process.stdout.close()
+    @property
+    def base_url(self) -> str:
+        return f"{self.root_url}/v1"
 
 
 if __name__ == "__main__":
