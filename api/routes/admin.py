@@ -14,14 +14,13 @@ process within seconds (see :mod:`shared.channel_store`). Keys are never returne
 
 from __future__ import annotations
 
-import hmac
 from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, delete, get, put
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
 
+from api.decoding import decode_body
+from api.routes._admin import Deleted, json_response, require_admin
 from api.state import GatewayState, gateway_state
 from shared.config import (
     AccountConfig,
@@ -34,7 +33,7 @@ from shared.config import (
     ResponsesChannel,
     channel_problem,
 )
-from shared.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from shared.errors import InvalidRequest, NotFound
 from shared.keys import ChannelKeys
 
 __all__ = (
@@ -71,24 +70,11 @@ class ChannelList(msgspec.Struct):
     object: Literal["list"] = "list"
 
 
-class Deleted(msgspec.Struct):
-    id: str
-    deleted: bool = True
-
-
 HttpChannels = OpenAIChannel | ResponsesChannel | AnthropicChannel | ChaynsChannel
 
-_encoder = msgspec.json.Encoder()
+_channel_decoder = msgspec.json.Decoder(ChannelConfig)
+_account_decoder = msgspec.json.Decoder(AccountConfig)
 _PATHS = "/admin/channels"
-
-
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    expected = gateway_state(connection).settings.admin.resolved_key()
-    if expected is None:
-        raise PermissionDenied("The admin API is disabled: set its key to enable it.", code="admin_disabled")
-    scheme, _separator, token = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise AuthenticationFailed("A valid admin key is required.")
 
 
 def _mask(key: str | None) -> str | None:
@@ -124,17 +110,6 @@ async def _find(state: GatewayState, name: str) -> ChannelConfig:
     raise NotFound(f"No channel named '{name}'.", code="channel_not_found")
 
 
-def _json(body: msgspec.Struct) -> Response[bytes]:
-    return Response(_encoder.encode(body), media_type="application/json")
-
-
-def _decode(body: bytes, kind: Any) -> Any:
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"Invalid body: {exc}".replace("`$.", "`")) from exc
-
-
 async def _store(state: GatewayState, channel: ChannelConfig) -> None:
     problem = channel_problem(channel)
     if problem:
@@ -146,23 +121,23 @@ async def _store(state: GatewayState, channel: ChannelConfig) -> None:
 @get([_PATHS], guards=[require_admin])
 async def list_channels(request: Request[Any, Any, Any]) -> Response[bytes]:
     state = gateway_state(request)
-    return _json(ChannelList([await _view(state, c) for c in await state.channels.effective()]))
+    return json_response(ChannelList([await _view(state, c) for c in await state.channels.effective()]))
 
 
 @get([f"{_PATHS}/{{name:str}}"], guards=[require_admin])
 async def get_channel(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
     state = gateway_state(request)
-    return _json(await _view(state, await _find(state, name)))
+    return json_response(await _view(state, await _find(state, name)))
 
 
 @put([f"{_PATHS}/{{name:str}}"], guards=[require_admin], status_code=200)
 async def put_channel(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
     state = gateway_state(request)
-    channel: ChannelConfig = _decode(await request.body(), ChannelConfig)
+    channel = decode_body(_channel_decoder, await request.body())
     if channel.name != name:
         raise InvalidRequest(f"The body names channel '{channel.name}' but the path '{name}'.", param="name")
     await _store(state, channel)
-    return _json(await _view(state, channel))
+    return json_response(await _view(state, channel))
 
 
 @delete([f"{_PATHS}/{{name:str}}"], guards=[require_admin], status_code=200)
@@ -171,7 +146,7 @@ async def delete_channel(request: Request[Any, Any, Any], name: str) -> Response
     await _find(state, name)
     await state.channels.remove(name)
     await state.reload_channels()
-    return _json(Deleted(name))
+    return json_response(Deleted(name))
 
 
 async def _http_channel(state: GatewayState, name: str) -> HttpChannels:
@@ -185,13 +160,13 @@ async def _http_channel(state: GatewayState, name: str) -> HttpChannels:
 async def put_account(request: Request[Any, Any, Any], name: str, account: str) -> Response[bytes]:
     state = gateway_state(request)
     channel = await _http_channel(state, name)
-    body: AccountConfig = _decode(await request.body(), AccountConfig)
+    body = decode_body(_account_decoder, await request.body())
     if body.name != account:
         raise InvalidRequest(f"The body names account '{body.name}' but the path '{account}'.", param="name")
     accounts = [a for a in channel.accounts if a.name != account] + [body]
     updated = msgspec.structs.replace(channel, accounts=accounts)
     await _store(state, updated)
-    return _json(await _view(state, updated))
+    return json_response(await _view(state, updated))
 
 
 @delete([f"{_PATHS}/{{name:str}}/accounts/{{account:str}}"], guards=[require_admin], status_code=200)
@@ -201,4 +176,4 @@ async def delete_account(request: Request[Any, Any, Any], name: str, account: st
     if all(a.name != account for a in channel.accounts):
         raise NotFound(f"Channel '{name}' has no account '{account}'.", code="account_not_found")
     await _store(state, msgspec.structs.replace(channel, accounts=[a for a in channel.accounts if a.name != account]))
-    return _json(Deleted(account))
+    return json_response(Deleted(account))

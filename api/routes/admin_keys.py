@@ -26,16 +26,15 @@ from msgspec import UNSET, UnsetType
 
 from api.access import Access, access_for
 from api.access_store import StoredKey
-from api.routes.admin import require_admin
+from api.decoding import decode_body
+from api.routes._admin import Deleted, json_response, require_admin
 from shared.access_config import Count, KeyPolicy
-from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.errors import Conflict, NotFound
 
 __all__ = ("create_key", "delete_key", "get_key", "key_usage", "list_keys", "update_key")
 
 _PATHS = "/admin/keys"
 _ONE = f"{_PATHS}/{{name:str}}"
-
-_encoder = msgspec.json.Encoder()
 
 
 class KeyView(msgspec.Struct, kw_only=True):
@@ -65,9 +64,8 @@ class KeyChanges(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enabled: bool | UnsetType = UNSET
 
 
-class Deleted(msgspec.Struct):
-    id: str
-    deleted: bool = True
+_policy_decoder = msgspec.json.Decoder(KeyPolicy)
+_changes_decoder = msgspec.json.Decoder(KeyChanges)
 
 
 def _view(key: KeyPolicy, *, secret: str | UnsetType = UNSET) -> KeyView:
@@ -83,17 +81,6 @@ def _view(key: KeyPolicy, *, secret: str | UnsetType = UNSET) -> KeyView:
         created=key.created if isinstance(key, StoredKey) else None,
         key=secret,
     )
-
-
-def _json(body: msgspec.Struct, status: int = 200) -> Response[bytes]:
-    return Response(_encoder.encode(body), status_code=status, media_type="application/json")
-
-
-def _decode(body: bytes, kind: type[Any]) -> Any:
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"Invalid body: {exc}".replace("`$.", "`")) from exc
 
 
 def _configured(access: Access, name: str) -> KeyPolicy | None:
@@ -114,24 +101,24 @@ async def _find(access: Access, name: str) -> KeyPolicy:
 @post([_PATHS], guards=[require_admin], status_code=201)
 async def create_key(request: Request[Any, Any, Any]) -> Response[bytes]:
     access = access_for(request)
-    policy: KeyPolicy = _decode(await request.body(), KeyPolicy)
+    policy = decode_body(_policy_decoder, await request.body())
     if _configured(access, policy.name) is not None:
         raise _from_config(policy.name)
     secret, record = await access.store.create(policy)
     access.forget()
-    return _json(_view(record, secret=secret), status=201)
+    return json_response(_view(record, secret=secret), status=201)
 
 
 @get([_PATHS], guards=[require_admin])
 async def list_keys(request: Request[Any, Any, Any]) -> Response[bytes]:
     access = access_for(request)
     keys: list[KeyPolicy] = [*access.config.keys, *await access.store.stored()]
-    return _json(KeyList([_view(key) for key in keys]))
+    return json_response(KeyList([_view(key) for key in keys]))
 
 
 @get([_ONE], guards=[require_admin])
 async def get_key(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
-    return _json(_view(await _find(access_for(request), name)))
+    return json_response(_view(await _find(access_for(request), name)))
 
 
 @patch([_ONE], guards=[require_admin], status_code=200)
@@ -140,13 +127,13 @@ async def update_key(request: Request[Any, Any, Any], name: str) -> Response[byt
     key = await _find(access, name)
     if not isinstance(key, StoredKey):
         raise _from_config(name)
-    changes: KeyChanges = _decode(await request.body(), KeyChanges)
+    changes = decode_body(_changes_decoder, await request.body())
     fields = {field: value for field, value in msgspec.structs.asdict(changes).items() if value is not UNSET}
     updated = msgspec.structs.replace(key, **fields)
     if not await access.store.replace(updated):
         raise NotFound(f"No API key named '{name}'.", code="key_not_found")
     access.forget()
-    return _json(_view(updated))
+    return json_response(_view(updated))
 
 
 @delete([_ONE], guards=[require_admin], status_code=200)
@@ -157,11 +144,11 @@ async def delete_key(request: Request[Any, Any, Any], name: str) -> Response[byt
     if not await access.store.delete(name):
         raise NotFound(f"No API key named '{name}'.", code="key_not_found")
     access.forget()
-    return _json(Deleted(name))
+    return json_response(Deleted(name))
 
 
 @get([f"{_ONE}/usage"], guards=[require_admin])
 async def key_usage(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
     access = access_for(request)
     await _find(access, name)
-    return _json(await access.store.usage(name, int(time.time())))
+    return json_response(await access.store.usage(name, int(time.time())))
