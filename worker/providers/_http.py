@@ -1,13 +1,24 @@
-"""Turning upstream HTTP failures into gateway errors, for every HTTP-based provider."""
+"""What every HTTP-based provider shares: one POST endpoint called through its transport, and turning
+upstream HTTP failures into gateway errors."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import httpx
 import msgspec
 
 from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
 
-__all__ = ("error_from_response", "error_from_transport")
+if TYPE_CHECKING:
+    from shared.config import HttpChannel
+    from worker.providers._base import UpstreamCall
+
+__all__ = ("HttpEndpoint", "bearer_headers", "error_from_response", "error_from_transport")
+
+ErrorMapper = Callable[[str, int, httpx.Headers, bytes], GatewayError]
 
 
 class _UpstreamErrorDetail(msgspec.Struct):
@@ -55,3 +66,60 @@ def error_from_transport(channel: str, exc: httpx.TransportError) -> GatewayErro
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeout(f"upstream '{channel}' did not answer in time ({type(exc).__name__})")
     return UpstreamError(f"cannot reach upstream '{channel}': {type(exc).__name__}", code="upstream_unreachable")
+
+
+class HttpEndpoint:
+    """A channel's POST endpoint, called through an httpx transport directly.
+
+    ``httpx.AsyncClient`` adds about 0.35 ms per request on top of its transport (URL and header merging,
+    cookies, auth and hooks, none of which a fixed upstream needs); on the time-to-first-token path that
+    is a tenth of the gateway's whole budget.
+    """
+
+    def __init__(
+        self,
+        channel: HttpChannel,
+        path: str,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_error: ErrorMapper = error_from_response,
+    ) -> None:
+        self.name = channel.name
+        self._url = httpx.URL(channel.base_url.rstrip("/") + path)
+        self._headers = [("Content-Type", "application/json"), *headers, *channel.headers.items()]
+        self._timeout = httpx.Timeout(channel.timeout_s, connect=channel.connect_timeout_s).as_dict()
+        self._transport = transport or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)
+        )
+        self._on_error = on_error
+
+    @contextlib.asynccontextmanager
+    async def post(self, body: bytes, headers: Sequence[tuple[str, str]]) -> AsyncIterator[httpx.Response]:
+        """The upstream's successful response to ``body``, closed on exit (which stops a stream).
+
+        An error status raises the mapped gateway error; a transport failure, also while the caller
+        reads the body, raises :func:`error_from_transport`'s.
+        """
+        request = httpx.Request(
+            "POST", self._url, headers=[*self._headers, *headers], content=body, extensions={"timeout": self._timeout}
+        )
+        try:
+            response = await self._transport.handle_async_request(request)
+            async with contextlib.aclosing(response):
+                if response.status_code >= 400:
+                    raise self._on_error(self.name, response.status_code, response.headers, await response.aread())
+                yield response
+        except httpx.TransportError as exc:
+            raise error_from_transport(self.name, exc) from exc
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+def bearer_headers(call: UpstreamCall) -> list[tuple[str, str]]:
+    """Per-call headers of an OpenAI-style upstream: the request id and the account's bearer key."""
+    headers = [("X-Request-ID", call.request.request_id)]
+    if call.account.api_key:
+        headers.append(("Authorization", f"Bearer {call.account.api_key}"))
+    return headers

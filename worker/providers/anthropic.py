@@ -24,7 +24,7 @@ from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamErr
 from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.generation import GenerationRequest, ImagePart, Message, TextPart, ToolChoice
 from worker.providers._base import ProviderOutput, UpstreamCall
-from worker.providers._http import error_from_response, error_from_transport
+from worker.providers._http import HttpEndpoint, error_from_response
 from worker.providers.anthropic_wire import (
     STREAM_EVENTS,
     AnyToolChoice,
@@ -188,9 +188,9 @@ def _stream_error(channel: str, error: ErrorDetail) -> GatewayError:
     )
 
 
-def _response_error(channel: str, response: httpx.Response, body: bytes) -> GatewayError:
-    if response.status_code != _OVERLOADED:
-        return error_from_response(channel, response.status_code, response.headers, body)
+def _response_error(channel: str, status: int, headers: httpx.Headers, body: bytes) -> GatewayError:
+    if status != _OVERLOADED:
+        return error_from_response(channel, status, headers, body)
     try:
         message = _error_decoder.decode(body).error.message
     except msgspec.DecodeError:
@@ -280,43 +280,31 @@ class AnthropicProvider:
     """Calls its httpx transport directly, as :class:`~worker.providers.openai_chat.OpenAIChatProvider` does."""
 
     def __init__(self, channel: AnthropicChannel, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._channel = channel
-        self._url = httpx.URL(channel.base_url.rstrip("/") + "/v1/messages")
-        self._headers = [
-            ("content-type", "application/json"),
-            ("anthropic-version", channel.anthropic_version),
-            *channel.headers.items(),
-        ]
-        self._timeout = httpx.Timeout(channel.timeout_s, connect=channel.connect_timeout_s).as_dict()
-        self._transport = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)
+        self._max_tokens = channel.max_tokens
+        self._endpoint = HttpEndpoint(
+            channel,
+            "/v1/messages",
+            headers=[("anthropic-version", channel.anthropic_version)],
+            transport=transport,
+            on_error=_response_error,
         )
 
     async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
         request = call.request
-        body = _encoder.encode(build_messages_request(request, call.model, self._channel.max_tokens))
-        headers = [*self._headers, ("x-request-id", request.request_id)]
+        body = _encoder.encode(build_messages_request(request, call.model, self._max_tokens))
+        headers = [("x-request-id", request.request_id)]
         if call.account.api_key:
             headers.append(("x-api-key", call.account.api_key))
-        upstream = httpx.Request(
-            "POST", self._url, headers=headers, content=body, extensions={"timeout": self._timeout}
-        )
-        name = self._channel.name
+        name = self._endpoint.name
         translator = _StreamTranslator(name)
         try:
-            response = await self._transport.handle_async_request(upstream)
-            async with contextlib.aclosing(response):
-                if response.status_code >= 400:
-                    raise _response_error(name, response, await response.aread())
-                async with contextlib.aclosing(_events(response)) as events:
-                    async for event in events:
-                        output = translator.feed(event)
-                        if output is not None:
-                            yield output
-                        if translator.stopped:
-                            break
-        except httpx.TransportError as exc:
-            raise error_from_transport(name, exc) from exc
+            async with self._endpoint.post(body, headers) as response, contextlib.aclosing(_events(response)) as events:
+                async for event in events:
+                    output = translator.feed(event)
+                    if output is not None:
+                        yield output
+                    if translator.stopped:
+                        break
         except msgspec.DecodeError as exc:
             raise UpstreamError(f"upstream '{name}' sent an unreadable event: {exc}") from exc
         if not translator.stopped:
@@ -327,4 +315,4 @@ class AnthropicProvider:
         yield Finished(translator.finish_reason())
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._endpoint.aclose()

@@ -7,7 +7,6 @@ hosted tools and any other event type the gateway cannot relay are skipped.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -19,7 +18,7 @@ from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamErr
 from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.openai_responses import FunctionCallItem, MessageItem, OutputTextPart, RefusalPart, decode_content
 from worker.providers._base import ProviderOutput, UpstreamCall
-from worker.providers._http import error_from_response, error_from_transport
+from worker.providers._http import HttpEndpoint, bearer_headers
 from worker.providers.openai_responses_wire import (
     ArgumentsDeltaEvent,
     ArgumentsDoneEvent,
@@ -212,33 +211,17 @@ class _Translator:
 
 
 class OpenAIResponsesProvider:
-    """Talks to the upstream through an httpx transport directly, as :class:`OpenAIChatProvider` does."""
+    """The upstream's ``/responses`` endpoint, called like :class:`OpenAIChatProvider`'s."""
 
     def __init__(self, channel: ResponsesChannel, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._channel = channel
-        self._url = httpx.URL(channel.base_url.rstrip("/") + "/responses")
-        self._headers = [("Content-Type", "application/json"), *channel.headers.items()]
-        self._timeout = httpx.Timeout(channel.timeout_s, connect=channel.connect_timeout_s).as_dict()
-        self._transport = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)
-        )
-
-    def _request(self, call: UpstreamCall) -> httpx.Request:
-        body = _encoder.encode(build_request(call.request, call.model))
-        headers = [*self._headers, ("X-Request-ID", call.request.request_id)]
-        if call.account.api_key:
-            headers.append(("Authorization", f"Bearer {call.account.api_key}"))
-        return httpx.Request("POST", self._url, headers=headers, content=body, extensions={"timeout": self._timeout})
+        self._endpoint = HttpEndpoint(channel, "/responses", transport=transport)
 
     async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
-        upstream = self._request(call)
-        name = self._channel.name
+        body = _encoder.encode(build_request(call.request, call.model))
+        name = self._endpoint.name
         translator = _Translator(name)
         try:
-            response = await self._transport.handle_async_request(upstream)
-            async with contextlib.aclosing(response):
-                if response.status_code >= 400:
-                    raise error_from_response(name, response.status_code, response.headers, await response.aread())
+            async with self._endpoint.post(body, bearer_headers(call)) as response:
                 if not response.headers.get("content-type", "").startswith("text/event-stream"):
                     for output in translator.response(_response_decoder.decode(await response.aread())):
                         yield output
@@ -251,8 +234,6 @@ class OpenAIResponsesProvider:
                     else:
                         for output in translator.end():
                             yield output
-        except httpx.TransportError as exc:
-            raise error_from_transport(name, exc) from exc
         except msgspec.DecodeError as exc:
             raise UpstreamError(f"upstream '{name}' sent an unreadable event: {exc}") from exc
         if translator.finish_reason is None:
@@ -260,4 +241,4 @@ class OpenAIResponsesProvider:
         yield Finished(translator.finish_reason)
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._endpoint.aclose()
