@@ -9,23 +9,19 @@ once: nothing is checked and nothing costs a Redis call. In keys mode:
   ``cache_s`` (5 s by default); the process that made the change forgets at once.
 - Missing or unknown key → 401 ``invalid_api_key``; a model the key may not use → 403
   ``model_not_allowed``; budget spent → 429 ``insufficient_quota``; over rpm or tpm → 429
-  ``rate_limit_exceeded`` with ``Retry-After`` (see :mod:`api.access_store` for the windows). tpm is
-  checked before a request (its own tokens are not known yet) and charged when it ends, so one big
-  generation may overshoot; the key then waits until the window slides back under its limit.
-- Usage is accounted per key and model where the generation's events pass: :func:`admit` leaves a grant
-  in a context variable, and the handler's :class:`api.streaming.Relayed` takes it through
-  :func:`metered`, which watches the events and records the request, whether it failed or was cancelled
-  part-way, and the last ``Usage`` reported, when the relay is finished.
+  ``rate_limit_exceeded`` with ``Retry-After`` (see :mod:`api.access_store` for the windows). tpm and
+  the budget are charged on admission with an estimate of the prompt (a quarter of the body's bytes), and
+  settled with the real figures when the generation ends; only the output can overshoot a limit.
+- Usage is accounted per key and model by the worker that runs the generation (:mod:`shared.usage`), so
+  cancelled, failed and unwatched background generations count too: :meth:`Admission.charge` returns
+  the :class:`~shared.usage.Billing` the handler puts into the generation.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,14 +31,14 @@ from api.access_store import KeyStore, Verdict
 from api.state import gateway_state
 from shared.access_config import AccessConfig, KeyPolicy, key_digest
 from shared.errors import AuthenticationFailed, PermissionDenied, RateLimited
-from shared.events import Finished, GenerationEvent, Usage
+from shared.usage import Billing, estimate_tokens
 
 if TYPE_CHECKING:
     from litestar import Request
     from litestar.connection import ASGIConnection
     from redis.asyncio import Redis
 
-__all__ = ("Access", "access_for", "admit", "authenticate", "metered")
+__all__ = ("Access", "Admission", "access_for", "admit", "authenticate")
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +51,6 @@ class _RequestedModel(msgspec.Struct):
 
 
 _model_decoder = msgspec.json.Decoder(_RequestedModel)
-
-
-@dataclass(frozen=True, slots=True)
-class _Grant:
-    """One admitted request: whose usage the generation it starts counts as."""
-
-    store: KeyStore
-    key: str
-    model: str
-
-
-_grant: contextvars.ContextVar[_Grant | None] = contextvars.ContextVar("aiapi_access_grant", default=None)
-_settling: set[asyncio.Future[None]] = set()
-"""Usage records being written: referenced until done, so that none is garbage-collected midway."""
 
 
 class Access:
@@ -117,11 +99,13 @@ class Access:
             raise AuthenticationFailed("Incorrect API key provided.")
         return key
 
-    async def limit(self, key: KeyPolicy) -> None:
+    async def limit(self, key: KeyPolicy, model: str, body_bytes: int) -> Billing:
         """Count the request against the key's limits, or raise 429 if one is reached."""
+        now_ms = int(time.time() * 1000)
         if not (key.rpm or key.tpm or key.budget_tokens):
-            return
-        verdict, wait_ms = await self.store.admit(key, int(time.time() * 1000))
+            return Billing(key.name, model)
+        reserve = estimate_tokens(body_bytes) if key.tpm or key.budget_tokens else 0
+        verdict, wait_ms = await self.store.admit(key, now_ms, reserve)
         wait_s = float(max(1, math.ceil(wait_ms / 1000)))
         if verdict is Verdict.BUDGET:
             raise RateLimited(
@@ -139,6 +123,7 @@ class Access:
                 f"Please try again in {wait_s:g}s.",
                 retry_after=wait_s,
             )
+        return Billing(key.name, model, reserved_tokens=reserve, reserved_at=now_ms // 1000)
 
 
 def access_for(connection: ASGIConnection[Any, Any, Any, Any]) -> Access:
@@ -155,61 +140,38 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
         await access_for(connection).authenticate(connection)
 
 
-async def admit(request: Request[Any, Any, Any]) -> None:
-    """In keys mode, require a valid key allowed the requested model and within its limits.
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A request whose key may use its model; :meth:`charge` it once it is known to be valid."""
+
+    access: Access
+    key: KeyPolicy
+    model: str
+    body_bytes: int
+
+    async def charge(self) -> Billing:
+        """Count the request against the key's limits (429 if one is reached); whom the generation bills."""
+        return await self.access.limit(self.key, self.model, self.body_bytes)
+
+
+async def admit(request: Request[Any, Any, Any]) -> Admission | None:
+    """In keys mode, require a valid key allowed the requested model (``None`` in open mode).
 
     The model is read from the body; a body that does not even name one is left for the handler to
-    reject with 400.
+    reject with 400. Limits are checked by :meth:`Admission.charge`, after the request proved valid, so
+    a malformed request does not use up the key's quota.
     """
     if not _keys_mode(request):
-        return
+        return None
     access = access_for(request)
     key = await access.authenticate(request)
+    body = await request.body()
     try:
-        model = _model_decoder.decode(await request.body()).model
+        model = _model_decoder.decode(body).model
     except msgspec.DecodeError:
         model = None
     if model is not None and key.models and model not in key.models:
         raise PermissionDenied(
             f"This API key may not use the model '{model}'.", code="model_not_allowed", param="model"
         )
-    await access.limit(key)
-    _grant.set(_Grant(access.store, key.name, model or ""))
-
-
-def metered(
-    events: AsyncGenerator[GenerationEvent | None, None],
-) -> AsyncGenerator[GenerationEvent | None, None]:
-    """``events``, accounted to the key admitted for this request if there is one (once per admission)."""
-    grant = _grant.get()
-    if grant is None:
-        return events
-    _grant.set(None)
-    return _account(events, grant)
-
-
-async def _account(
-    events: AsyncGenerator[GenerationEvent | None, None], grant: _Grant
-) -> AsyncGenerator[GenerationEvent | None, None]:
-    usage: Usage | None = None
-    finished = False
-    try:
-        async for event in events:
-            if isinstance(event, Usage):
-                usage = event
-            finished = finished or isinstance(event, Finished)
-            yield event
-    finally:
-        # A client that left cancels the task relaying its stream, and every await here with it: settle in
-        # a task of its own, which the cancellation cannot interrupt.
-        settling = asyncio.ensure_future(_settle(events, grant, usage, failed=not finished))
-        _settling.add(settling)
-        settling.add_done_callback(_settling.discard)
-        await asyncio.shield(settling)
-
-
-async def _settle(
-    events: AsyncGenerator[GenerationEvent | None, None], grant: _Grant, usage: Usage | None, *, failed: bool
-) -> None:
-    await grant.store.record(grant.key, grant.model, usage, failed=failed, now_s=int(time.time()))
-    await events.aclose()
+    return Admission(access, key, model or "", len(body))

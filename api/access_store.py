@@ -9,8 +9,9 @@ Both per-minute limits are sliding windows of one-second buckets (``shared/lua/a
 fixed minutes: a fixed window lets a client spend twice its limit across a minute boundary, and its
 Retry-After would always point at the next full minute. Sixty buckets keep memory bounded per key (a
 sliding log would keep one entry per request) while the Retry-After is exact to the second. The windows
-use the API's clock (not Redis's), because the usage transaction that fills the token buckets runs in the
-API too; API hosts are expected to keep their clocks in sync (NTP).
+use the hosts' clocks (not Redis's): the API charges a request on admission and the worker settles its
+tokens when it ends (:mod:`shared.usage`), so API and worker hosts are expected to keep their clocks in
+sync (NTP).
 """
 
 from __future__ import annotations
@@ -28,18 +29,14 @@ from shared.access_config import KeyPolicy, key_digest
 from shared.errors import Conflict, RedisUnavailable
 from shared.keys import AccessKeys
 from shared.scripts import Scripts
+from shared.usage import METRICS, WINDOW_S
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from shared.events import Usage
-
 __all__ = ("KeyStore", "KeyUsage", "ModelUsage", "StoredKey", "UsageCounts", "Verdict")
 
 log = logging.getLogger(__name__)
-
-_WINDOW_S = 60
-_METRICS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens")
 
 
 class StoredKey(KeyPolicy, frozen=True, kw_only=True):
@@ -63,6 +60,8 @@ class UsageCounts(msgspec.Struct, kw_only=True):
     """Generations relayed for the key, finished or not."""
     errors: int = 0
     """Of those, the ones that failed or were cancelled before they finished."""
+    estimated: int = 0
+    """Of those, the ones whose tokens were estimated from their text (the upstream reported none)."""
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
@@ -93,7 +92,7 @@ _encoder = msgspec.json.Encoder()
 
 
 def _window_total(buckets: dict[bytes, bytes], now_s: int) -> int:
-    return sum(int(amount) for at, amount in buckets.items() if int(at) > now_s - _WINDOW_S)
+    return sum(int(amount) for at, amount in buckets.items() if int(at) > now_s - WINDOW_S)
 
 
 class KeyStore:
@@ -169,43 +168,20 @@ class KeyStore:
         await self._redis.delete(keys.requests, keys.tokens, keys.spent, keys.usage)
         return True
 
-    async def admit(self, key: KeyPolicy, now_ms: int) -> tuple[Verdict, int]:
-        """Check the key's budget and windows, counting the request if admitted; ``(verdict, ms to wait)``."""
+    async def admit(self, key: KeyPolicy, now_ms: int, reserve_tokens: int = 0) -> tuple[Verdict, int]:
+        """Check the key's budget and windows, counting the request if admitted; ``(verdict, ms to wait)``.
+
+        ``reserve_tokens`` (the prompt's estimate) is charged on admission; the worker settles it later.
+        """
         keys = AccessKeys(key.name)
         try:
             verdict, wait_ms = await self._limit(
-                keys=[keys.requests, keys.tokens, keys.spent], args=[now_ms, key.rpm, key.tpm, key.budget_tokens]
+                keys=[keys.requests, keys.tokens, keys.spent],
+                args=[now_ms, key.rpm, key.tpm, key.budget_tokens, reserve_tokens],
             )
         except RedisError as exc:
             raise RedisUnavailable() from exc
         return Verdict(int(verdict)), int(wait_ms)
-
-    async def record(self, name: str, model: str, usage: Usage | None, *, failed: bool, now_s: int) -> None:
-        """Account one generation: always its request, an error if it failed, whatever tokens it reported.
-
-        Never raises: a lost usage record must not turn a delivered answer into an error.
-        """
-        keys = AccessKeys(name)
-        amounts = {"requests": 1, "errors": int(failed)}
-        if usage is not None:
-            amounts |= {
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cached_tokens": usage.cached_tokens,
-            }
-        tokens = amounts.get("input_tokens", 0) + amounts.get("output_tokens", 0)
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for metric, amount in amounts.items():
-                    if amount:
-                        pipe.hincrby(keys.usage, f"{metric}:{model}", amount)
-                if tokens:
-                    pipe.hincrby(keys.tokens, str(now_s), tokens)
-                    pipe.expire(keys.tokens, _WINDOW_S + 1)
-                    pipe.incrby(keys.spent, tokens)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            log.warning("usage of key %s on %s not recorded: %s", name, model, exc)
 
     async def usage(self, name: str, now_s: int) -> KeyUsage:
         keys = AccessKeys(name)
@@ -218,7 +194,7 @@ class KeyStore:
         total, models = UsageCounts(), dict[str, ModelUsage]()
         for field, amount in fields.items():
             metric, _, model = field.decode().partition(":")
-            if metric in _METRICS:
+            if metric in METRICS:
                 total.add(metric, int(amount))
                 models.setdefault(model, ModelUsage(model=model)).add(metric, int(amount))
         return KeyUsage(

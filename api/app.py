@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from api.access import Access
 from api.dispatch import Dispatcher
 from api.errors import exception_handlers
-from api.middleware import request_id_middleware
+from api.metrics import metrics
+from api.middleware import request_middleware
 from api.relay import Relay
 from api.responses_store import ResponseStore
 from api.routes import (
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> Litestar:
 
     return Litestar(
         route_handlers=[
+            *([metrics] if settings.server.metrics else []),
             chat_completions,
             list_models,
             retrieve_model,
@@ -101,8 +103,9 @@ def create_app(settings: Settings) -> Litestar:
         ],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
-        middleware=[request_id_middleware],
+        middleware=[request_middleware],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=None,
+        logging_config=None,
         debug=False,
     )

@@ -10,6 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
+from api.metrics import ERRORS
 from shared.errors import ErrorBody, ErrorDetail, GatewayError
 
 __all__ = ("exception_handlers", "gateway_error_response")
@@ -26,6 +27,7 @@ def _response(status: int, body: ErrorBody, headers: dict[str, str] | None = Non
 
 
 def gateway_error_response(error: GatewayError) -> Response[bytes]:
+    ERRORS.labels(str(error.status), error.code or error.type).inc()
     headers: dict[str, str] = {}
     if error.retry_after is not None:
         headers["retry-after"] = str(max(1, round(error.retry_after)))

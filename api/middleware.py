@@ -1,35 +1,86 @@
-"""``x-request-id`` on every response, generated once per request and kept in the ASGI scope."""
+"""Per-request bookkeeping around every route: the request id, its log context, and the HTTP metrics.
+
+The request id is the client's ``x-request-id`` when it sent a sane one (so a caller can trace its own
+id through our logs), else a new one. It is kept in the ASGI scope for handlers, set as the logging
+context for everything this request runs, echoed on the response, and carried in the job to the worker
+and the upstream call.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from typing import TYPE_CHECKING
 
 from litestar.enums import ScopeType
 
+from api.metrics import REQUEST_DURATION, REQUESTS, TTFT
+from shared import logs
 from shared.ids import new_request_id
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ("REQUEST_ID_KEY", "request_id_middleware")
+__all__ = ("REQUEST_ID_KEY", "request_middleware")
+
+access_log = logging.getLogger("aiapi.access")
 
 REQUEST_ID_KEY = "aiapi.request_id"
 
+_CLIENT_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_KEEPALIVE = b": keep-alive\n\n"
+_SSE = b"text/event-stream"
+_UNMEASURED = frozenset({"/healthz", "/readyz", "/metrics"})
 
-def request_id_middleware(app: ASGIApp) -> ASGIApp:
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return value.decode() if _CLIENT_ID.fullmatch(value) else new_request_id()
+    return new_request_id()
+
+
+def request_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
-        request_id = new_request_id()
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        logs.request_id.set(request_id)
         scope.setdefault("state", {})[REQUEST_ID_KEY] = request_id
         header = (b"x-request-id", request_id.encode())
+        route: str = scope.get("path_template") or scope["path"]
+        status = 500
+        streaming = False
+        first_output: float | None = None
 
-        async def send_with_id(message: Message) -> None:
+        async def observed_send(message: Message) -> None:
+            nonlocal status, streaming, first_output
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
+                status = message["status"]
+                headers = message["headers"] = [*message.get("headers", ()), header]
+                streaming = any(name == b"content-type" and value.startswith(_SSE) for name, value in headers)
+            elif streaming and first_output is None and message.get("body", _KEEPALIVE) != _KEEPALIVE:
+                first_output = time.perf_counter()
             await send(message)
 
-        await app(scope, receive, send_with_id)
+        try:
+            await app(scope, receive, observed_send)
+        finally:
+            if route not in _UNMEASURED:
+                elapsed = time.perf_counter() - started
+                REQUESTS.labels(route, scope["method"], str(status)).inc()
+                REQUEST_DURATION.labels(route).observe(elapsed)
+                if first_output is not None:
+                    TTFT.labels(route).observe(first_output - started)
+                fields = {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed * 1e3, 1),
+                }
+                access_log.info("%(method)s %(path)s %(status)s %(ms)s ms", fields, extra=fields)
 
     return middleware

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from api.metrics import IN_FLIGHT, QUEUE_WAIT
 from shared.errors import RedisUnavailable, ServiceUnavailable, WorkerLost
 from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, Started, decode_batch, decode_envelope
 from shared.keys import GenerationKeys, relay_channel
@@ -42,6 +43,7 @@ class Relay:
         self._subscriptions: dict[str, Subscription] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        IN_FLIGHT.set_function(lambda: len(self._subscriptions))
 
     async def start(self, wait_s: float = 5.0) -> None:
         self._task = asyncio.create_task(self._run())
@@ -143,7 +145,9 @@ class Subscription:
             while self._next in self._held:
                 event = self._held.pop(self._next)
                 self._next += 1
-                self._started = self._started or isinstance(event, Started)
+                if isinstance(event, Started) and not self._started:
+                    self._started = True
+                    QUEUE_WAIT.observe(time.monotonic() - queued_at)
                 yield event
                 if isinstance(event, TERMINAL_EVENTS):
                     return

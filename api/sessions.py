@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 from redis.exceptions import RedisError
 
+from api.metrics import GATE_REJECTIONS
 from shared import keys
 from shared.errors import Conflict, InvalidRequest, RedisUnavailable
 from shared.generation import GenerationRequest, Message, SessionRef
@@ -115,6 +116,7 @@ class Sessions:
         except RedisError as exc:
             raise RedisUnavailable() from exc
         if not fence:
+            GATE_REJECTIONS.inc()
             raise Conflict(
                 "Another request is already running in this conversation; retry when it has finished.",
                 code="concurrent_request",

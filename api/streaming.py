@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 from litestar.response import Stream
 from redis.exceptions import RedisError
 
-from api.access import metered
+from api.metrics import ERRORS
 from shared.errors import GatewayError, InternalError
 from shared.events import TERMINAL_EVENTS, Failed, GenerationEvent, Started
 
@@ -36,7 +36,7 @@ class Relayed:
     def __init__(self, subscription: Subscription, dispatcher: Dispatcher, *, detached: bool = False) -> None:
         self._subscription = subscription
         self._dispatcher = dispatcher
-        self.events = metered(subscription.events())
+        self.events = subscription.events()
         self.ended = detached
         """Once true, finishing no longer cancels the generation; detached work always runs to its end."""
 
@@ -117,6 +117,7 @@ def sse_response(
                     return
         except GatewayError as error:
             relayed.ended = True
+            ERRORS.labels(str(error.status), error.code or error.type).inc()
             yield render_error(error)
         finally:
             # The client may be gone and this task cancelled: the clean-up must still reach Redis.

@@ -20,6 +20,7 @@ import msgspec
 
 from shared.catalog import Catalog
 from shared.config import ConfigError, Settings, load_settings
+from shared.logs import configure_logging
 
 __all__ = ("main",)
 
@@ -56,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"aiapi: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "check":
         return _check(settings)
     if args.command != "up" and not settings.redis.url:
@@ -98,9 +97,8 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
         embedded = EmbeddedRedis(data_dir=Path(settings.redis.data_dir), persist=True)
         redis_url = embedded.start()
         log.info("embedded Redis at %s (data in %s)", redis_url, settings.redis.data_dir)
-    env = {**os.environ, "REDIS_URL": redis_url}
     command = [sys.executable, "-m", "shared.cli", *(["--config", config] if config else []), "worker"]
-    children = [subprocess.Popen(command, env=env) for _ in range(max(1, workers))]
+    children = [subprocess.Popen(command, env=_worker_env(settings, redis_url, i)) for i in range(max(1, workers))]
     models = ", ".join(name for name, _ in Catalog(settings.channels).models())
     print(
         f"aiapi: serving http://{settings.server.host}:{settings.server.port}/v1 "
@@ -124,6 +122,13 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+def _worker_env(settings: Settings, redis_url: str, index: int) -> dict[str, str]:
+    env = {**os.environ, "REDIS_URL": redis_url}
+    if settings.worker.metrics_port:
+        env["AIAPI_WORKER_METRICS_PORT"] = str(settings.worker.metrics_port + index)
+    return env
 
 
 def run() -> None:

@@ -5,7 +5,8 @@ Nothing reads the environment at import time. :func:`load_settings` builds one i
 setting fails loudly instead of being ignored.
 
 Environment variables: ``AIAPI_CONFIG`` (path of the TOML file), ``REDIS_URL``, ``AIAPI_HOST``,
-``AIAPI_PORT``. A channel's API key is read from the variable its ``api_key_env`` names.
+``AIAPI_PORT``, ``AIAPI_LOG_FORMAT``, ``AIAPI_WORKER_METRICS_PORT``. A channel's API key is read from the
+variable its ``api_key_env`` names.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class ServerConfig(_Section, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 10 * 1024 * 1024
+    metrics: bool = True
+    """Serve Prometheus metrics at ``/metrics`` (like the probes, without a key: keep the port internal)."""
 
 
 class RedisConfig(_Section, frozen=True, kw_only=True):
@@ -92,6 +95,8 @@ class WorkerConfig(_Section, frozen=True, kw_only=True):
     """Hard ceiling on one generation."""
     shutdown_grace_s: int = 20
     """On SIGTERM, how long running generations may finish before they are cancelled."""
+    metrics_port: int = 0
+    """Serve this worker's Prometheus metrics on this port (0: off). ``aiapi up`` gives worker *i* port + i."""
 
 
 class RelayConfig(_Section, frozen=True, kw_only=True):
@@ -167,6 +172,8 @@ class Settings(_Section, frozen=True, kw_only=True):
     access: AccessConfig = msgspec.field(default_factory=AccessConfig)
     channels: list[ChannelConfig] = msgspec.field(default_factory=_default_channels)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one object per line with ``request_id`` and ``generation_id``, for log pipelines."""
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -193,6 +200,10 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
 
 def _apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     overrides = {("redis", "url"): "REDIS_URL", ("server", "host"): "AIAPI_HOST", ("server", "port"): "AIAPI_PORT"}
+    if env.get("AIAPI_WORKER_METRICS_PORT"):
+        raw.setdefault("worker", {})["metrics_port"] = env["AIAPI_WORKER_METRICS_PORT"]
+    if env.get("AIAPI_LOG_FORMAT"):
+        raw["log_format"] = env["AIAPI_LOG_FORMAT"]
     for (section, key), variable in overrides.items():
         if env.get(variable):
             raw.setdefault(section, {})[key] = env[variable]

@@ -12,6 +12,8 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from shared.usage import Billing
+
 __all__ = (
     "ClientInfo",
     "ContentPart",
@@ -130,6 +132,8 @@ class GenerationRequest(msgspec.Struct):
     sampling: Sampling = msgspec.field(default_factory=Sampling)
     client: ClientInfo = msgspec.field(default_factory=ClientInfo)
     session: SessionRef | None = None
+    billing: Billing | None = None
+    """The API key the generation's usage is charged to (keys mode); the worker records it at the end."""
     retain_s: int | None = None
     """How long to keep the event log after the last event; ``None`` is the relay's default. Stored
     responses are replayed from the log, so it lives as long as they do."""

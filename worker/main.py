@@ -32,6 +32,7 @@ from shared.generation import decode_request
 from shared.queue import deserialize_job, serialize_job_envelope
 from shared.scripts import Scripts
 from worker.cooldowns import Cooldowns
+from worker.metrics import serve_metrics
 from worker.providers import default_registry
 from worker.routing import Router
 from worker.runner import GenerationRunner
@@ -256,5 +257,7 @@ def run_worker(settings: Settings) -> None:
 
     # arq logs every job with its arguments at INFO: that is the user's prompt, and a cost per job.
     logging.getLogger("arq.worker").setLevel(logging.WARNING)
+    if settings.worker.metrics_port:
+        serve_metrics(settings.worker.metrics_port, settings.server.host)
 
     uvloop.run(serve_worker(settings))

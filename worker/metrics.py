@@ -6,16 +6,17 @@ costs a Redis call. Label values come from small fixed sets: provider types, err
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 __all__ = (
     "GENERATIONS",
     "IN_FLIGHT",
     "REGISTRY",
+    "TOKENS",
     "TOOLBRIDGE",
     "UPSTREAM_ERRORS",
     "UPSTREAM_LATENCY",
-    "WorkerMetrics",
+    "serve_metrics",
 )
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -40,6 +41,9 @@ UPSTREAM_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
+TOKENS = Counter(
+    "aiapi_tokens", "Tokens of the generations run here, by kind (input, output, cached).", ["kind"], registry=REGISTRY
+)
 TOOLBRIDGE = Counter(
     "aiapi_toolbridge_events",
     "Text-bridge outcomes, as the original gateway counted them: xml_not_found, validation_filtered, "
@@ -49,16 +53,6 @@ TOOLBRIDGE = Counter(
 )
 
 
-class WorkerMetrics:
-    """Serves :data:`REGISTRY` over HTTP on a port of its own (the worker has no web server otherwise)."""
-
-    def __init__(self, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from other hosts
-        self._port = port
-        self._host = host
-        self._server: object | None = None
-
-    def start(self) -> None:
-        if self._port:
-            from prometheus_client import start_http_server
-
-            self._server, _ = start_http_server(self._port, addr=self._host, registry=REGISTRY)
+def serve_metrics(port: int, host: str) -> None:
+    """Serve :data:`REGISTRY` over HTTP from a background thread: the worker has no web server otherwise."""
+    start_http_server(port, addr=host, registry=REGISTRY)

@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, U
 from shared.keys import COOLDOWN_CHANNEL, ChannelKeys
 from worker.cooldowns import CooldownNotice, Cooldowns
 from worker.error_texts import ErrorTextGuard
+from worker.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 from worker.providers import NO_STATE, ProviderOutput, UpstreamCall
 
 if TYPE_CHECKING:
@@ -147,33 +149,42 @@ class Router:
         state = turn.provider_state(channel.name) if turn is not None else NO_STATE
         call = UpstreamCall(request, attempt.route.upstream_model, attempt.account, state)
         guard = ErrorTextGuard(channel.error_texts)
+        provider_type = channel.__struct_config__.tag
+        sent_at: float | None = time.perf_counter()
         # Usage is held to the end, so a failed attempt's figures never reach the client.
         usage: list[Usage] = []
-        async with (
-            self._upstreams.use(channel.name) as provider,
-            contextlib.aclosing(provider.stream(call)) as outputs,
-        ):
-            async for output in outputs:
-                if isinstance(output, TextDelta):
-                    text = guard.feed(output.text)
-                    if not text:
+        try:
+            async with (
+                self._upstreams.use(channel.name) as provider,
+                contextlib.aclosing(provider.stream(call)) as outputs,
+            ):
+                async for output in outputs:
+                    if sent_at is not None and isinstance(output, _VISIBLE):
+                        UPSTREAM_LATENCY.labels(provider_type).observe(time.perf_counter() - sent_at)
+                        sent_at = None
+                    if isinstance(output, TextDelta):
+                        text = guard.feed(output.text)
+                        if not text:
+                            continue
+                        output = TextDelta(text)
+                    elif isinstance(output, Usage):
+                        usage.append(output)
                         continue
-                    output = TextDelta(text)
-                elif isinstance(output, Usage):
-                    usage.append(output)
-                    continue
-                elif isinstance(output, Finished) and (matched := guard.matched()) is not None:
-                    raise UpstreamError(
-                        f"upstream '{channel.name}' answered with an error text: {matched}",
-                        code="upstream_error_text",
-                    )
-                held = guard.release()
-                if held:
-                    yield TextDelta(held)
-                if isinstance(output, Finished):
-                    for figures in usage:
-                        yield figures
-                yield output
+                    elif isinstance(output, Finished) and (matched := guard.matched()) is not None:
+                        raise UpstreamError(
+                            f"upstream '{channel.name}' answered with an error text: {matched}",
+                            code="upstream_error_text",
+                        )
+                    held = guard.release()
+                    if held:
+                        yield TextDelta(held)
+                    if isinstance(output, Finished):
+                        for figures in usage:
+                            yield figures
+                    yield output
+        except GatewayError as error:
+            UPSTREAM_ERRORS.labels(provider_type, error.code or error.type).inc()
+            raise
 
     def _backoff(self, tried: int) -> float:
         delay = self._routing.backoff_s * 2 ** (tried - 1)

@@ -17,11 +17,15 @@ from typing import TYPE_CHECKING
 import msgspec
 from redis.exceptions import RedisError
 
+from shared import logs
 from shared.errors import ClientClosed, Conflict, GatewayError, InternalError, ServiceUnavailable
 from shared.events import Failed, Finished, Started
 from shared.keys import GenerationKeys
+from shared.usage import UsageLedger
+from worker.accounting import Tally
 from worker.emitter import EventEmitter
 from worker.lease import Acquired, GenerationLease, LeaseLost
+from worker.metrics import GENERATIONS, IN_FLIGHT
 from worker.session_turn import SessionTurn
 
 if TYPE_CHECKING:
@@ -56,6 +60,7 @@ class GenerationRunner:
         self.worker_id = worker_id
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop_reasons: dict[str, str] = {}
+        self._ledger = UsageLedger(scripts.redis)
 
     @property
     def running(self) -> int:
@@ -91,6 +96,8 @@ class GenerationRunner:
             await self._release(lease)
 
     async def run(self, request: GenerationRequest) -> None:
+        logs.request_id.set(request.request_id)
+        logs.generation_id.set(request.id)
         keys = GenerationKeys(request.id)
         lease = GenerationLease(self._scripts, keys, f"{self.worker_id}:{os.urandom(6).hex()}", self._lease_ttl)
         turn = self._turn(request)
@@ -116,19 +123,26 @@ class GenerationRunner:
             self.cancel(request.id, reason)
 
         heartbeat = asyncio.create_task(lease.keep(stop, turn))
+        tally = Tally(request)
+        outcome = "abandoned"
+        started = time.perf_counter()
+        IN_FLIGHT.inc()
         try:
-            await self._generate(request, emitter, turn)
+            outcome = await self._generate(request, emitter, turn, tally)
         except asyncio.CancelledError:
-            reason = self._stop_reasons.get(request.id, "shutdown")
-            if reason != "lease_lost":
-                await asyncio.shield(self._fail(request, emitter, _STOP_ERRORS[reason], turn))
+            outcome = self._stop_reasons.get(request.id, "shutdown")
+            if outcome != "lease_lost":
+                await asyncio.shield(self._fail(request, emitter, _STOP_ERRORS[outcome], turn))
         finally:
+            IN_FLIGHT.dec()
+            GENERATIONS.labels(outcome).inc()
             heartbeat.cancel()
             self._running.pop(request.id, None)
             self._stop_reasons.pop(request.id, None)
             await asyncio.shield(self._release(lease))
             if turn is not None:
                 await asyncio.shield(turn.release())
+            await asyncio.shield(tally.settle(self._ledger, outcome=outcome, elapsed_s=time.perf_counter() - started))
 
     def _turn(self, request: GenerationRequest) -> SessionTurn | None:
         if request.session is None:
@@ -143,7 +157,10 @@ class GenerationRunner:
     def _lease_ttl(self) -> float:
         return self._settings.worker.lease_ttl_s
 
-    async def _generate(self, request: GenerationRequest, emitter: EventEmitter, turn: SessionTurn | None) -> None:
+    async def _generate(
+        self, request: GenerationRequest, emitter: EventEmitter, turn: SessionTurn | None, tally: Tally
+    ) -> str:
+        """Run the generation to its terminal event; say how it ended (the ``outcome`` metric label)."""
         try:
             await emitter.send(Started(self.worker_id))
             async with contextlib.aclosing(self._router.stream(request, turn)) as outputs:
@@ -159,15 +176,20 @@ class GenerationRunner:
                         output = msgspec.structs.replace(output, finished_at=int(time.time()))
                     elif turn is not None:
                         turn.observe(output)
+                    tally.observe(output)
                     await emitter.send(output)
             await emitter.drain()
         except GatewayError as error:
             await self._fail(request, emitter, error, turn)
+            return "failed"
         except (LeaseLost, RedisError) as exc:
             log.warning("generation %s abandoned: %r", request.id, exc)
+            return "abandoned"
         except Exception:
             log.exception("generation %s failed", request.id)
             await self._fail(request, emitter, InternalError("The gateway failed while generating."), turn)
+            return "failed"
+        return "completed"
 
     async def _fail(
         self, request: GenerationRequest, emitter: EventEmitter, error: GatewayError, turn: SessionTurn | None

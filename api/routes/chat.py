@@ -18,6 +18,7 @@ from api.limits import check_limits
 from api.middleware import REQUEST_ID_KEY
 from api.state import gateway_state
 from api.streaming import Relayed, sse_response
+from shared import logs
 from shared.errors import ModelNotFound
 from shared.ids import new_generation_id
 
@@ -28,12 +29,13 @@ _encoder = msgspec.json.Encoder()
 
 @post(["/v1/chat/completions", "/chaynsapi/v1/chat/completions"], status_code=200)
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-    await admit(request)
+    admission = await admit(request)
     state = gateway_state(request)
     chat = decode_chat_request(await request.body())
     if chat.model not in state.catalog:
         raise ModelNotFound(chat.model)
     generation_id = new_generation_id()
+    logs.generation_id.set(generation_id)
     created = int(time.time())
     generation = to_generation(
         chat,
@@ -44,6 +46,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         user_agent=request.headers.get("user-agent", ""),
     )
     check_limits(generation, state.settings.limits)
+    generation.billing = await admission.charge() if admission else None
     generation = await state.sessions.enter(
         request, generation, owner=client_identity(request), queue_timeout_s=state.settings.relay.queue_timeout_s
     )

@@ -21,6 +21,7 @@ from api.responses_projection import ResponseProjector
 from api.responses_store import StoredResponse
 from api.state import GatewayState, gateway_state
 from api.streaming import SSE_HEADERS, Relayed, sse_response
+from shared import logs
 from shared.errors import ClientClosed, Conflict, GatewayError, InvalidRequest, ModelNotFound, NotFound
 from shared.events import Failed, GenerationEvent
 from shared.generation import ClientInfo, GenerationRequest, Message, TextPart
@@ -40,7 +41,7 @@ def _json(value: msgspec.Struct) -> Response[bytes]:
 
 @post(_PATHS, status_code=200)
 async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-    await admit(request)
+    admission = await admit(request)
     state = gateway_state(request)
     body = adapter.decode_create_response(await request.body())
     if body.model not in state.catalog:
@@ -48,6 +49,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
     owner = client_identity(request)
     history, inherited_session = await _history(state, body.previous_response_id, owner)
     response_id = new_response_id()
+    logs.generation_id.set(response_id)
     created = int(time.time())
     parsed = adapter.parse_input(body.input, id_prefix=f"msg_{response_id.removeprefix('resp_')}i")
     tools = adapter.tools(body)
@@ -70,6 +72,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
         retain_s=store.ttl_s if shell.store else None,
     )
     check_limits(generation, state.settings.limits, messages_param="input")
+    generation.billing = await admission.charge() if admission else None
     queue_timeout = store.queue_timeout_s(shell.background)
     generation = await state.sessions.enter(
         request, generation, owner=owner, queue_timeout_s=queue_timeout, inherited=inherited_session

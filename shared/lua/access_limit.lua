@@ -1,7 +1,9 @@
 -- Admit one request of an API key against its token budget and its per-minute limits.
 -- Each per-minute counter is a sliding window of one-second buckets (a hash: unix second → amount).
 -- KEYS[1] request buckets, KEYS[2] token buckets, KEYS[3] tokens spent in total
--- ARGV[1] now (ms), ARGV[2] rpm, ARGV[3] tpm, ARGV[4] budget (each 0 when unlimited)
+-- ARGV[1] now (ms), ARGV[2] rpm, ARGV[3] tpm, ARGV[4] budget (each 0 when unlimited), ARGV[5] the request's
+-- estimated prompt tokens: it must fit in the budget, and is reserved in the token window on admission
+-- (the worker settles the difference to the real figures, and adds them to the tokens spent, at the end).
 -- Returns {0, 0} when admitted (the request is then counted), else {limit hit, ms until it frees}:
 -- 1 rpm, 2 tpm, 3 budget (which never frees: 0).
 local now = tonumber(ARGV[1])
@@ -36,14 +38,20 @@ local function wait(buckets, total, allowed)
 end
 
 local budget = tonumber(ARGV[4])
-if budget > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= budget then
-  return {3, 0}
+local reserve = tonumber(ARGV[5])
+if budget > 0 then
+  local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if spent >= budget or spent + reserve > budget then
+    return {3, 0}
+  end
 end
 local tpm = tonumber(ARGV[3])
 if tpm > 0 then
   local buckets, total = window(KEYS[2])
-  if total >= tpm then
-    return {2, wait(buckets, total, tpm - 1)}
+  -- A prompt larger than the whole limit is still admitted into an empty window, or it never could be.
+  if total >= tpm or (total > 0 and total + reserve > tpm) then
+    local allowed = reserve > 0 and math.max(0, tpm - reserve) or tpm - 1
+    return {2, wait(buckets, total, allowed)}
   end
 end
 local rpm = tonumber(ARGV[2])
@@ -54,5 +62,9 @@ if rpm > 0 then
   end
   redis.call('HINCRBY', KEYS[1], tostring(second), 1)
   redis.call('PEXPIRE', KEYS[1], 61000)
+end
+if reserve > 0 then
+  redis.call('HINCRBY', KEYS[2], tostring(second), reserve)
+  redis.call('PEXPIRE', KEYS[2], 61000)
 end
 return {0, 0}

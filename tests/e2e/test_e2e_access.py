@@ -204,8 +204,22 @@ def test_usage_after_a_stream_and_after_a_cancelled_one(gateway: GatewayProcesse
         assert len(received) == 3
     assert _eventually(lambda: _model_usage(gateway, "metered", "mock-slow").get("requests") == 1)
     cancelled = _model_usage(gateway, "metered", "mock-slow")
-    # Cancelled before the model reported its usage: a failed request, and no tokens to charge.
-    assert cancelled["errors"] == 1 and cancelled["input_tokens"] == cancelled["output_tokens"] == 0
+    # Cancelled before the model reported its usage: a failed request, charged what it had streamed, estimated.
+    assert cancelled["errors"] == 1 and cancelled["estimated"] == 1
+    assert cancelled["input_tokens"] > 0 and cancelled["output_tokens"] > 0
     total = _admin(gateway, "GET", "/keys/metered/usage").json()
     assert total["total"]["requests"] == 2 and total["total"]["errors"] == 1
-    assert total["spent_tokens"] == reported.total_tokens
+    estimate = cancelled["input_tokens"] + cancelled["output_tokens"]
+    assert total["spent_tokens"] == reported.total_tokens + estimate
+
+
+def test_usage_of_a_background_response_nobody_watched(gateway: GatewayProcesses) -> None:
+    key = _admin(gateway, "POST", "/keys", json={"name": "unwatched"}).json()["key"]
+    with _client(gateway, key) as client:
+        created = client.responses.create(model="mock-1", input="hi", background=True)
+        assert created.status in ("queued", "in_progress")
+        assert _eventually(lambda: _model_usage(gateway, "unwatched", "mock-1").get("requests") == 1)
+        done = client.responses.retrieve(created.id)
+    usage = _model_usage(gateway, "unwatched", "mock-1")
+    assert done.usage is not None and usage["estimated"] == 0
+    assert (usage["input_tokens"], usage["output_tokens"]) == (done.usage.input_tokens, done.usage.output_tokens)

@@ -1,16 +1,13 @@
-"""Access control on fakeredis: key hashing and look-up, the rate-limit script, usage accounting, and
-the checks as a handler sees them (401, 403, 429, metering of finished and cancelled generations)."""
+"""Access control on fakeredis: key hashing and look-up, the rate-limit script with its token
+reservations, usage accounts, and the checks as a handler sees them (401, 403, 429, what is billed)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import AsyncGenerator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import anyio
 import fakeredis
 import msgspec
 import pytest
@@ -18,14 +15,15 @@ from litestar import Litestar, Request, post
 from litestar.datastructures import State
 from litestar.testing import AsyncTestClient
 
-from api.access import Access, admit, metered
+from api.access import Access, admit
 from api.access_store import KeyStore, Verdict
 from api.errors import exception_handlers
 from shared.access_config import AccessConfig, AccessKeyConfig, KeyPolicy, key_digest
 from shared.config import ConfigError, Settings, load_settings
 from shared.errors import Conflict
-from shared.events import Finished, GenerationEvent, Started, TextDelta, Usage
+from shared.events import Usage
 from shared.keys import AccessKeys
+from shared.usage import Billing, UsageLedger
 
 SECRET = "sk-test-configured-key"
 DIGEST = hashlib.sha256(SECRET.encode()).hexdigest()
@@ -92,19 +90,41 @@ async def test_rpm_is_a_sliding_window_with_an_exact_wait(fake_redis: fakeredis.
 
 
 async def test_tpm_and_budget_count_reported_tokens(fake_redis: fakeredis.FakeAsyncRedis) -> None:
-    store = KeyStore(fake_redis)
+    store, ledger = KeyStore(fake_redis), UsageLedger(fake_redis)
     key = KeyPolicy(name="t", tpm=100, budget_tokens=250)
     assert await store.admit(key, 10_000) == (Verdict.ADMITTED, 0)
-    await store.record("t", "m", Usage(input_tokens=60, output_tokens=30), failed=False, now_s=10)
+    await ledger.record(Billing("t", "m", 0, 10), Usage(60, 30), failed=False, estimated=False, now_s=10)
     assert await store.admit(key, 11_000) == (Verdict.ADMITTED, 0), "90 tokens: still under 100"
-    await store.record("t", "m", Usage(input_tokens=5, output_tokens=20), failed=False, now_s=20)
+    await ledger.record(Billing("t", "m", 0, 11), Usage(5, 20), failed=False, estimated=False, now_s=20)
     # 115 tokens in the window: the second-10 bucket (90) must leave before it is under 100, at 70 s.
     assert await store.admit(key, 21_000) == (Verdict.TPM, 49_000)
     assert await store.admit(key, 70_000) == (Verdict.ADMITTED, 0)
-    await store.record("t", "m", Usage(input_tokens=100, output_tokens=35), failed=False, now_s=75)
+    await ledger.record(Billing("t", "m", 0, 70), Usage(100, 35), failed=False, estimated=False, now_s=75)
     assert await store.admit(key, 200_000) == (Verdict.BUDGET, 0), "250 tokens spent over the key's life"
     unlimited = KeyPolicy(name="t", rpm=5)
     assert await store.admit(unlimited, 200_000) == (Verdict.ADMITTED, 0)
+
+
+async def test_a_prompt_is_reserved_on_admission_and_settled_by_its_record(
+    fake_redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    store, ledger = KeyStore(fake_redis), UsageLedger(fake_redis)
+    key = KeyPolicy(name="r", tpm=100, budget_tokens=1000)
+    assert await store.admit(key, 5_000, reserve_tokens=70) == (Verdict.ADMITTED, 0)
+    # A second 70-token prompt no longer fits beside the first, which is still running: no overshoot.
+    assert await store.admit(key, 6_000, reserve_tokens=70) == (Verdict.TPM, 59_000)
+    assert await store.admit(key, 6_000, reserve_tokens=30) == (Verdict.ADMITTED, 0)
+    # The first ends having used 40 tokens in all: its bucket (second 5) is corrected to the real figure.
+    await ledger.record(Billing("r", "m", 70, 5), Usage(30, 10), failed=False, estimated=False, now_s=9)
+    assert await fake_redis.hgetall(AccessKeys("r").tokens) == {b"5": b"40", b"6": b"30"}
+    assert int(await fake_redis.get(AccessKeys("r").spent)) == 40, "the budget counts real tokens only"
+    # A reservation whose generation outlived the window is not corrected; the real figure counts now.
+    await ledger.record(Billing("r", "m", 30, 6), Usage(20, 20), failed=False, estimated=False, now_s=70)
+    assert (await fake_redis.hgetall(AccessKeys("r").tokens))[b"70"] == b"40"
+    # A lone prompt bigger than the whole limit is admitted into an empty window, or it never could be.
+    assert await store.admit(KeyPolicy(name="big", tpm=10), 1_000, reserve_tokens=500) == (Verdict.ADMITTED, 0)
+    # The budget must hold the prompt's estimate.
+    assert await store.admit(KeyPolicy(name="b", budget_tokens=50), 1_000, reserve_tokens=60) == (Verdict.BUDGET, 0)
 
 
 # --- key look-up ---------------------------------------------------------------------------------
@@ -155,7 +175,7 @@ async def test_store_names_are_unique_and_a_deleted_key_is_not_revived(fake_redi
     _, record = await store.create(KeyPolicy(name="dup"))
     with pytest.raises(Conflict):
         await store.create(KeyPolicy(name="dup"))
-    await store.record("dup", "m", None, failed=True, now_s=1)
+    await UsageLedger(fake_redis).record(Billing("dup", "m"), Usage(0, 0), failed=True, estimated=False, now_s=1)
     assert await store.delete("dup")
     assert await fake_redis.exists(AccessKeys("dup").usage) == 0, "its usage goes with it"
     assert not await store.replace(record), "changing a deleted key must not store its digest again"
@@ -168,15 +188,16 @@ async def test_store_names_are_unique_and_a_deleted_key_is_not_revived(fake_redi
 
 
 async def test_usage_is_recorded_per_model_with_totals(fake_redis: fakeredis.FakeAsyncRedis) -> None:
-    store = KeyStore(fake_redis)
-    await store.record("u", "model-a", Usage(10, 20, cached_tokens=4), failed=False, now_s=1000)
-    await store.record("u", "model-a", Usage(1, 2), failed=True, now_s=1001)
-    await store.record("u", "team:model-b", None, failed=True, now_s=1002)
+    store, ledger = KeyStore(fake_redis), UsageLedger(fake_redis)
+    await ledger.record(Billing("u", "model-a", 0, 1000), Usage(10, 20, 4), failed=False, estimated=False, now_s=1000)
+    await ledger.record(Billing("u", "model-a", 0, 1001), Usage(1, 2), failed=True, estimated=True, now_s=1001)
+    await ledger.record(Billing("u", "team:model-b", 0, 1002), Usage(0, 0), failed=True, estimated=False, now_s=1002)
     usage = await store.usage("u", now_s=1030)
     by_model = {m.model: m for m in usage.models}
     assert [m.model for m in usage.models] == ["model-a", "team:model-b"]
     a, b = by_model["model-a"], by_model["team:model-b"]
     assert (a.requests, a.errors, a.input_tokens, a.output_tokens, a.cached_tokens) == (2, 1, 11, 22, 4)
+    assert (a.estimated, b.estimated, usage.total.estimated) == (1, 0, 1)
     assert (b.requests, b.errors, b.input_tokens, b.output_tokens) == (1, 1, 0, 0)
     assert (usage.total.requests, usage.total.errors, usage.total.input_tokens) == (3, 2, 11)
     assert usage.spent_tokens == 33 and usage.tokens_last_minute == 33
@@ -185,62 +206,23 @@ async def test_usage_is_recorded_per_model_with_totals(fake_redis: fakeredis.Fak
 
 async def test_a_lost_usage_record_does_not_raise() -> None:
     redis = _offline()
-    await KeyStore(redis).record("u", "m", Usage(1, 1), failed=False, now_s=1)
+    await UsageLedger(redis).record(Billing("u", "m"), Usage(1, 1), failed=False, estimated=False, now_s=1)
     await redis.aclose()
 
 
 # --- the checks, as handlers see them ------------------------------------------------------------
 
-EVENTS: list[GenerationEvent] = [Started("w"), TextDelta("hi"), Usage(5, 7, cached_tokens=2), Finished("stop")]
-
-
-async def _events() -> AsyncGenerator[GenerationEvent | None, None]:
-    for event in EVENTS:
-        yield event
-
-
-class _Body(msgspec.Struct):
-    model: str
-    take: int = len(EVENTS)
-
 
 @post("/v1/generate", status_code=200)
-async def generate(request: Request[Any, Any, Any]) -> int:
-    """Admit, then read ``take`` events of a generation through the meter and stop (as a cancel does)."""
-    await admit(request)
-    take = msgspec.json.decode(await request.body(), type=_Body).take
-    events = metered(_events())
-    seen = 0
-    async for _ in events:
-        seen += 1
-        if seen == take:
-            break
-    await events.aclose()
-    return seen
-
-
-async def _stalling() -> AsyncGenerator[GenerationEvent | None, None]:
-    yield Started("w")
-    yield TextDelta("hi")
-    await asyncio.sleep(3600)
-
-
-@post("/v1/abandon", status_code=200)
-async def abandon(request: Request[Any, Any, Any]) -> int:
-    """Admit, then relay a generation until its task is cancelled, as Litestar does when the client leaves."""
-    await admit(request)
-    events, seen = metered(_stalling()), 0
-    with anyio.CancelScope() as scope:
-        async for _ in events:
-            seen += 1
-            if seen == 2:
-                scope.cancel()
-    return seen
+async def generate(request: Request[Any, Any, Any]) -> Billing | None:
+    """Admit and charge a request as the generation routes do; answer with what would be billed."""
+    admission = await admit(request)
+    return await admission.charge() if admission else None
 
 
 def _app(redis: fakeredis.FakeAsyncRedis, access: AccessConfig) -> Litestar:
     gateway = SimpleNamespace(settings=Settings(access=access), redis=redis, access=Access(access, redis))
-    handlers = [generate, abandon]
+    handlers = [generate]
     return Litestar(handlers, exception_handlers=exception_handlers, state=State({"gateway": gateway}))
 
 
@@ -271,41 +253,19 @@ async def test_keys_mode_answers_401_403_and_429(fake_redis: fakeredis.FakeAsync
         assert (await client.post("/v1/generate", json={"model": "any"}, headers=free)).status_code == 200
 
 
-async def test_finished_and_cancelled_generations_are_metered() -> None:
-    # The test client serves the app on a loop of its own: each side gets its own client of one server.
-    server = fakeredis.FakeServer()
-    auth = {"authorization": f"Bearer {SECRET}"}
-    async with AsyncTestClient(_app(fakeredis.FakeAsyncRedis(server=server), KEYS)) as client:
-        assert (await client.post("/v1/generate", json={"model": "mock-1"}, headers=auth)).json() == 4
-        cancelled = await client.post("/v1/generate", json={"model": "mock-1", "take": 2}, headers=auth)
-        assert cancelled.json() == 2
-    reader = fakeredis.FakeAsyncRedis(server=server)
-    usage = await KeyStore(reader).usage("main", now_s=0)
-    await reader.aclose()
-    assert [m.model for m in usage.models] == ["mock-1"]
-    model = usage.models[0]
-    # The cancelled one ended before its Usage: it counts as a request and an error, with no tokens.
-    counts = (model.requests, model.errors, model.input_tokens, model.output_tokens, model.cached_tokens)
-    assert counts == (2, 1, 5, 7, 2)
-    assert usage.spent_tokens == 12
-
-
-async def test_a_relay_whose_task_is_cancelled_is_still_metered() -> None:
-    server, auth = fakeredis.FakeServer(), {"authorization": f"Bearer {SECRET}"}
-    reader = KeyStore(fakeredis.FakeAsyncRedis(server=server))
-    async with AsyncTestClient(_app(fakeredis.FakeAsyncRedis(server=server), KEYS)) as client:
-        assert (await client.post("/v1/abandon", json={"model": "mock-1"}, headers=auth)).json() == 2
-        for _ in range(50):  # the record is written by a task of its own, maybe just after the answer
-            usage = await reader.usage("main", now_s=0)
-            if usage.total.requests:
-                break
-            await asyncio.sleep(0.02)
-    assert (usage.total.requests, usage.total.errors) == (1, 1)
+async def test_a_charged_request_carries_its_billing_and_reservation(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    keys = AccessConfig(mode="keys", keys=[AccessKeyConfig(name="tok", key_sha256=DIGEST, tpm=1000)])
+    async with AsyncTestClient(_app(fake_redis, keys)) as client:
+        body = msgspec.json.encode({"model": "mock-1", "messages": [{"role": "user", "content": "x" * 400}]})
+        reply = await client.post("/v1/generate", content=body, headers={"authorization": f"Bearer {SECRET}"})
+    billing = msgspec.json.decode(reply.content, type=Billing)
+    assert (billing.key, billing.model) == ("tok", "mock-1")
+    assert billing.reserved_tokens == -(-len(body) // 4) and billing.reserved_at > 0, "a quarter of the body's bytes"
 
 
 async def test_open_mode_checks_nothing_and_calls_no_redis() -> None:
     redis = _offline()
     async with AsyncTestClient(_app(redis, AccessConfig())) as client:
         reply = await client.post("/v1/generate", json={"model": "anything"})
-        assert reply.status_code == 200 and reply.json() == 4
+        assert reply.status_code == 200 and reply.content == b"null"
     await redis.aclose()

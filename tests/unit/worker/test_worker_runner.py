@@ -8,16 +8,20 @@ from collections.abc import AsyncGenerator
 
 import fakeredis
 
+from api.access_store import KeyStore
+from shared.access_config import KeyPolicy
 from shared.config import MockChannel, Settings, WorkerConfig
 from shared.errors import UpstreamError
 from shared.events import Envelope, Failed, Finished, Started, TextDelta, Usage, decode_envelope
 from shared.generation import GenerationRequest, Message, TextPart
 from shared.keys import GenerationKeys
 from shared.scripts import Scripts
+from shared.usage import Billing
 from tests.pubsub import next_message
 from tests.runners import build_runner
 from worker.emitter import EventEmitter
 from worker.lease import LeaseLost
+from worker.metrics import GENERATIONS
 from worker.providers import Provider, ProviderOutput, ProviderRegistry, UpstreamCall
 from worker.runner import GenerationRunner
 
@@ -122,3 +126,39 @@ async def test_emitter_batches_and_reports_fencing(fake_redis: fakeredis.FakeAsy
         raise AssertionError("a fenced-out emitter must fail")
     assert await fake_redis.xlen(keys.events) == 3
     await pubsub.aclose()
+
+
+async def _billed(redis: fakeredis.FakeAsyncRedis, generation_id: str) -> GenerationRequest:
+    """A request admitted for the key "team" with 9 tokens reserved, as the API does."""
+    now_ms = int(time.time() * 1000)
+    await KeyStore(redis).admit(KeyPolicy(name="team", tpm=1000), now_ms, reserve_tokens=9)
+    request = _request(generation_id)
+    request.billing = Billing("team", "mock-1", reserved_tokens=9, reserved_at=now_ms // 1000)
+    return request
+
+
+async def test_a_finished_generation_is_charged_its_reported_usage(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    completed = GENERATIONS.labels("completed")._value.get()
+    runner = _runner(fake_redis, MockChannel(name="mock", models=["mock-1"], reply="one two three"))
+    await runner.run(await _billed(fake_redis, "u1"))
+    usage = await KeyStore(fake_redis).usage("team", now_s=int(time.time()))
+    assert (usage.total.requests, usage.total.errors, usage.total.estimated) == (1, 0, 0)
+    assert (usage.total.input_tokens, usage.total.output_tokens) == (2, 3)
+    assert usage.tokens_last_minute == 5, "the 9 tokens reserved were settled to the real 5"
+    assert GENERATIONS.labels("completed")._value.get() == completed + 1
+
+
+async def test_a_cancelled_generation_is_charged_an_estimate(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    cancelled = GENERATIONS.labels("cancelled")._value.get()
+    channel = MockChannel(name="mock", models=["mock-1"], tokens_per_second=20, reply="abcdefgh " * 100)
+    runner = _runner(fake_redis, channel)
+    task = asyncio.create_task(runner.run(await _billed(fake_redis, "u2")))
+    await asyncio.sleep(0.3)
+    assert runner.cancel("u2")
+    await task
+    streamed = "".join(e.event.text for e in await _log(fake_redis, "u2") if isinstance(e.event, TextDelta))
+    usage = (await KeyStore(fake_redis).usage("team", now_s=int(time.time()))).total
+    assert (usage.requests, usage.errors, usage.estimated) == (1, 1, 1)
+    # "hello there" is 11 characters: 3 tokens; the output is what had been streamed when it stopped.
+    assert usage.input_tokens == 3 and usage.output_tokens == -(-len(streamed) // 4) > 0
+    assert GENERATIONS.labels("cancelled")._value.get() == cancelled + 1

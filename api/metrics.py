@@ -1,0 +1,70 @@
+"""The API process's Prometheus metrics and the ``/metrics`` route that serves them.
+
+Each API instance reports its own figures; Prometheus sums them. Workers serve theirs on their own
+port (``worker/metrics.py``). Labels are route templates, status codes, error codes and API names,
+never anything a client chooses freely, so the series count stays bounded.
+"""
+
+from __future__ import annotations
+
+from litestar import Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = (
+    "ERRORS",
+    "GATE_REJECTIONS",
+    "IN_FLIGHT",
+    "QUEUE_WAIT",
+    "REGISTRY",
+    "REQUESTS",
+    "REQUEST_DURATION",
+    "TTFT",
+    "metrics",
+)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+REQUESTS = Counter(
+    "aiapi_http_requests",
+    "HTTP requests answered, by route and status.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    "aiapi_http_request_duration_seconds",
+    "From a request's arrival to the end of its response body (whole streams included), by route.",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+TTFT = Histogram(
+    "aiapi_time_to_first_token_seconds",
+    "From a streaming request's arrival to its first output bytes (keep-alives excluded), by route.",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+QUEUE_WAIT = Histogram(
+    "aiapi_queue_wait_seconds",
+    "From queueing a generation to a worker starting it.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "aiapi_generations_in_flight", "Generations this instance is relaying to a client now.", registry=REGISTRY
+)
+ERRORS = Counter(
+    "aiapi_errors", "Errors answered to clients, by HTTP status and error code.", ["status", "code"], registry=REGISTRY
+)
+GATE_REJECTIONS = Counter(
+    "aiapi_gate_rejections",
+    "Requests refused (409) because their session already had a generation running.",
+    registry=REGISTRY,
+)
+
+
+@get("/metrics", include_in_schema=False, sync_to_thread=False)
+def metrics() -> Response[bytes]:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
