@@ -6,6 +6,7 @@ import contextvars
 import io
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,8 +14,11 @@ from shared import logs
 
 
 @pytest.fixture
-def captured() -> io.StringIO:
-    return io.StringIO()
+def captured() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield io.StringIO()
+    root.handlers[:], root.level = handlers, level
 
 
 def _emit(stream: io.StringIO, style: str, **extra: object) -> str:
