@@ -134,10 +134,11 @@ def _keys_mode(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     return gateway_state(connection).settings.access.mode == "keys"
 
 
-async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
-    """In keys mode, require a valid key (for requests that start no generation)."""
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> KeyPolicy | None:
+    """In keys mode, require a valid key (for requests that start no generation) and return it."""
     if _keys_mode(connection):
-        await access_for(connection).authenticate(connection)
+        return await access_for(connection).authenticate(connection)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

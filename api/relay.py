@@ -5,6 +5,10 @@ instance's channel. Pub/sub is only the fast path: it loses messages published w
 down or a reader is slow. So each :class:`Subscription` numbers what it receives, and whenever it sees
 a gap, or hears nothing for ``idle_check_s``, it reads the log. The channel is subscribed once per
 process at start, before any job is enqueued, so there is no subscribe-after-publish race.
+
+A slow client must not make this process hold its whole generation in memory: a subscription buffers
+at most ``max_buffered_events`` events ahead of its reader and drops the rest, which it reads back from
+the log, a batch at a time, as the reader catches up.
 """
 
 from __future__ import annotations
@@ -121,11 +125,18 @@ class Subscription:
         self._next = 0
         self._arrived = asyncio.Event()
         self._started = False
+        self._limit = self._config.max_buffered_events
+        self._behind = False
+        """Events were dropped for want of room: they are to be read from the log."""
 
     def deliver(self, envelope: Envelope) -> None:
-        if envelope.seq >= self._next:
-            self._held[envelope.seq] = envelope.event
-            self._arrived.set()
+        if envelope.seq < self._next or envelope.seq in self._held:
+            return
+        if len(self._held) >= self._limit:
+            self._behind = True
+            return
+        self._held[envelope.seq] = envelope.event
+        self._arrived.set()
 
     def poke(self) -> None:
         """Make the reader look at the log now (after a reconnect, messages may be missing)."""
@@ -151,7 +162,8 @@ class Subscription:
                 yield event
                 if isinstance(event, TERMINAL_EVENTS):
                     return
-            if self._held:
+            if self._held or self._behind:
+                self._behind = False
                 await self._read_log()
                 if self._next in self._held:
                     continue
@@ -174,7 +186,7 @@ class Subscription:
 
     async def _read_log(self) -> None:
         try:
-            entries = await self._redis.xrange(self._keys.events, min=f"0-{self._next + 1}", max="+", count=1000)
+            entries = await self._redis.xrange(self._keys.events, min=f"0-{self._next + 1}", max="+", count=self._limit)
         except RedisError as exc:
             raise RedisUnavailable("The gateway lost its connection to Redis.") from exc
         for _, fields in entries:
@@ -205,7 +217,7 @@ class LogTail(Subscription):
     async def _wait(self) -> bool:
         try:
             found = await self._redis.xread(
-                {self._keys.events: f"0-{self._next}"}, count=1000, block=int(self._config.idle_check_s * 1000)
+                {self._keys.events: f"0-{self._next}"}, count=self._limit, block=int(self._config.idle_check_s * 1000)
             )
         except RedisError as exc:
             raise RedisUnavailable("The gateway lost its connection to Redis.") from exc

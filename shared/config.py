@@ -108,6 +108,8 @@ class RelayConfig(_Section, frozen=True, kw_only=True):
     """With no event for this long, the API checks the log for gaps and the worker for liveness."""
     keepalive_s: float = 15.0
     """Interval of SSE keep-alive comments while nothing else is sent."""
+    max_buffered_events: int = 256
+    """Events one stream holds in memory ahead of a slow client; the rest wait in Redis."""
 
 
 class ResponsesConfig(_Section, frozen=True, kw_only=True):

@@ -1,4 +1,4 @@
-"""``GET /v1/models`` and ``GET /v1/models/{model}``: what the configured channels serve."""
+"""``GET /v1/models`` and ``GET /v1/models/{model}``: what the configured channels serve to this key."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from litestar import Request, Response, get
 
 from api.access import authenticate
 from api.state import gateway_state
+from shared.access_config import KeyPolicy
 from shared.errors import ModelNotFound
 
 __all__ = ("list_models", "retrieve_model")
@@ -32,19 +33,24 @@ class ModelList(msgspec.Struct):
 _encoder = msgspec.json.Encoder()
 
 
+def _visible(key: KeyPolicy | None, model: str) -> bool:
+    """A key limited to some models sees only those."""
+    return key is None or not key.models or model in key.models
+
+
 @get(["/v1/models", "/chaynsapi/v1/models"])
 async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
-    await authenticate(request)
+    key = await authenticate(request)
     catalog = gateway_state(request).catalog
-    body = ModelList([Model(name, owner) for name, owner in catalog.models()])
+    body = ModelList([Model(name, owner) for name, owner in catalog.models() if _visible(key, name)])
     return Response(_encoder.encode(body), media_type="application/json")
 
 
 @get(["/v1/models/{model:path}", "/chaynsapi/v1/models/{model:path}"])
 async def retrieve_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
-    await authenticate(request)
+    key = await authenticate(request)
     name = model.lstrip("/")
     owners = dict(gateway_state(request).catalog.models())
-    if name not in owners:
+    if name not in owners or not _visible(key, name):
         raise ModelNotFound(name)
     return Response(_encoder.encode(Model(name, owners[name])), media_type="application/json")

@@ -122,8 +122,13 @@ def test_a_model_the_key_may_not_use_is_403(gateway: GatewayProcesses) -> None:
     with _client(gateway, MAIN_KEY) as client, pytest.raises(openai.PermissionDeniedError) as caught:
         client.chat.completions.create(model="mock-2", messages=HI)  # type: ignore[arg-type]
     assert caught.value.code == "model_not_allowed"
+    with _client(gateway, MAIN_KEY) as client:
+        assert sorted(model.id for model in client.models.list()) == ["mock-1", "mock-slow"], "only its models"
+        with pytest.raises(openai.NotFoundError):
+            client.models.retrieve("mock-2")
     with _client(gateway, LIMITED_KEY) as client:
         assert client.chat.completions.create(model="mock-2", messages=HI).choices  # type: ignore[arg-type]
+        assert {"mock-1", "mock-2", "mock-slow"} <= {model.id for model in client.models.list()}
 
 
 def test_requests_over_rpm_are_429_with_retry_after(gateway: GatewayProcesses) -> None:

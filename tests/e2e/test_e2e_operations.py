@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -53,3 +54,28 @@ def test_a_body_over_the_size_limit_is_413(gateway: GatewayProcesses) -> None:
     )
     assert reply.status_code == 413
     assert reply.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_stream_waiting_for_a_worker_is_kept_alive(redis_url: str) -> None:
+    config = (
+        "[relay]\nkeepalive_s = 0.5\nqueue_timeout_s = 30\n"
+        '[[channels]]\nname = "m"\ntype = "mock"\nmodels = ["mock-1"]\nreply = "at last"\n'
+    )
+    with GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0) as gateway:
+        body = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, timeout=30) as reply:
+            assert reply.status_code == 200, "the stream is committed while the request waits in the queue"
+            lines = reply.iter_lines()
+            comments = 0
+            for line in lines:
+                if line == ": keep-alive":
+                    comments += 1
+                    if comments == 3:
+                        break
+            gateway.start_worker()
+            data = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    text = "".join(
+        choice["delta"].get("content") or "" for chunk in data[:-1] for choice in json.loads(chunk)["choices"]
+    )
+    assert text == "at last"

@@ -85,3 +85,23 @@ async def test_live_lease_keeps_waiting(fake_redis: fakeredis.FakeAsyncRedis) ->
     await _log(fake_redis, "g5", 1, Finished("stop"))
     assert await anext(events) == Finished("stop")
     await relay.stop()
+
+
+async def test_a_slow_reader_holds_a_bounded_buffer_and_loses_nothing(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    relay = Relay(fake_redis, instance_id="test", config=RelayConfig(idle_check_s=0.05, max_buffered_events=16))
+    await relay.start()
+    subscription = relay.subscribe("g9")
+    events: list[GenerationEvent] = [Started("w"), *(TextDelta(str(i)) for i in range(500)), Finished("stop")]
+    frames = [await _log(fake_redis, "g9", seq, event) for seq, event in enumerate(events)]
+    for start in range(0, len(frames), 50):
+        await fake_redis.publish(relay.channel, b"[" + b",".join(frames[start : start + 50]) + b"]")
+    await asyncio.sleep(0.1)  # everything has been published and dispatched; nobody has read yet
+    assert len(subscription._held) == 16
+    received, most_held = [], 0
+    async for event in subscription.events():
+        most_held = max(most_held, len(subscription._held))
+        if event is not None:
+            received.append(event)
+    assert received == events and most_held <= 16
+    subscription.close()
+    await relay.stop()
