@@ -8,9 +8,11 @@ from shared.config import MockChannel, Settings, WorkerConfig
 from shared.events import TextDelta, decode_envelope
 from shared.generation import GenerationRequest, Message, SessionRef, TextPart
 from shared.keys import GenerationKeys, SessionKeys, binding_key
+from shared.scripts import Scripts
 from shared.sessions import decode_zero_width, turn_fingerprint
 from tests.runners import build_runner
 from worker.runner import GenerationRunner
+from worker.session_turn import SessionTurn
 
 ASK = Message("user", [TextPart("hello there")])
 
@@ -37,6 +39,20 @@ async def test_a_run_does_not_free_a_gate_taken_over_by_another(fake_redis: fake
     await fake_redis.set(SessionKeys("sess_1").gate, "g2")
     await _runner(fake_redis).run(_request(SessionRef("sess_1", 3, "owner")))
     assert await fake_redis.get(SessionKeys("sess_1").gate) == b"g2"
+    reply = Message("assistant", [TextPart("fine thanks")])
+    assert await fake_redis.get(binding_key("owner", turn_fingerprint(ASK, reply))) is None, "nor bind its reply"
+
+
+async def test_a_turn_taken_over_after_its_reply_does_not_bind_it(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    request = _request(SessionRef("sess_1", 3, "owner"))
+    turn = SessionTurn(Scripts(fake_redis), request, request.session, ttl_s=60)  # type: ignore[arg-type]
+    turn.observe(TextDelta("fine thanks"))
+    await fake_redis.set(SessionKeys("sess_1").gate, "g2")
+    await turn.bind()
+    assert await fake_redis.keys("aiapi:reply:*") == []
+    await fake_redis.set(SessionKeys("sess_1").gate, "g1")
+    await turn.bind()
+    assert len(await fake_redis.keys("aiapi:reply:*")) == 1
 
 
 async def test_a_cancelled_run_that_never_started_still_frees_the_gate(fake_redis: fakeredis.FakeAsyncRedis) -> None:
