@@ -154,3 +154,37 @@ def test_redis_restarted_while_idle(tmp_path: Path) -> None:
                 if c.choices
             )
             assert streamed == "still here"
+
+
+def test_redis_down_is_a_quick_503_and_the_gateway_recovers_by_itself(tmp_path: Path) -> None:
+    with EmbeddedRedis(data_dir=tmp_path, persist=True) as redis_server:
+        config = SLOW_MOCK.format(rate=0, reply="back again")
+        with (
+            GatewayProcesses(redis_url=redis_server.url, config_toml=config) as gateway,
+            openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=15) as sdk,
+        ):
+            stored = sdk.responses.create(model="slow-mock", input="before")
+            redis_server.kill()
+            root = gateway.base_url.removesuffix("/v1")
+            for stream in (False, True):
+                started = time.monotonic()
+                with pytest.raises(openai.APIStatusError) as caught:
+                    sdk.chat.completions.create(model="slow-mock", messages=MESSAGES, stream=stream)
+                assert caught.value.status_code == 503 and time.monotonic() - started < 3.0, "no hang"
+                assert caught.value.type == "service_unavailable" or caught.value.code
+            assert httpx.get(f"{root}/readyz", timeout=5).status_code == 503
+            with pytest.raises(openai.APIStatusError) as caught:
+                sdk.responses.retrieve(stored.id)
+            assert caught.value.status_code == 503
+            redis_server.start()
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    after = sdk.chat.completions.create(model="slow-mock", messages=MESSAGES)
+                    break
+                except openai.APIStatusError as exc:
+                    assert exc.status_code == 503 and time.monotonic() < deadline, exc
+                    time.sleep(0.2)
+            assert after.choices[0].message.content == "back again"
+            assert sdk.responses.retrieve(stored.id).output_text == "back again", "stored data survived the crash"
+            assert httpx.get(f"{root}/readyz", timeout=5).status_code == 200
