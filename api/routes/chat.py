@@ -19,6 +19,7 @@ from api.middleware import REQUEST_ID_KEY
 from api.state import gateway_state
 from api.streaming import Relayed, sse_response
 from shared.errors import ModelNotFound
+from shared.generation import ClientInfo
 from shared.ids import new_generation_id
 
 __all__ = ("chat_completions",)
@@ -41,7 +42,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         request_id=request.scope["state"][REQUEST_ID_KEY],
         reply_to=state.dispatcher.reply_channel,
         created=created,
-        user_agent=request.headers.get("user-agent", ""),
+        client=ClientInfo.from_headers(request.headers),
     )
     check_limits(generation, state.settings.limits)
     generation = await state.sessions.enter(
