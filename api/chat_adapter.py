@@ -113,7 +113,7 @@ def to_generation(
     request_id: str,
     reply_to: str,
     created: int,
-    user_agent: str,
+    client: ClientInfo,
 ) -> GenerationRequest:
     tools = _tools(None if request.tools is UNSET else request.tools)
     stop = request.stop if request.stop is not UNSET else None
@@ -143,5 +143,5 @@ def to_generation(
         tools=tools,
         tool_choice=_tool_choice(None if request.tool_choice is UNSET else request.tool_choice, tools),
         sampling=sampling,
-        client=ClientInfo(user_agent=user_agent),
+        client=client,
     )

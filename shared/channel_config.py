@@ -82,6 +82,14 @@ class _Channel(_Section, tag_field="type", frozen=True, kw_only=True):
     """Replies that are really upstream errors, compared whole (trimmed): such a reply is retried."""
     tool_mode: Literal["native", "bridge"] = "native"
     """``bridge``: the models cannot call tools natively; tools go through the XML text bridge."""
+    tool_client: Literal["auto", "generic", "openai_sdk", "cline", "roo", "kilo"] = "auto"
+    """Bridge only: treat every client as this one; ``auto`` tells it from the request headers."""
+    tool_validation: Literal["auto", "none", "relaxed", "strict"] = "auto"
+    """Bridge only: how bridged calls are checked against the tools' schemas; ``auto`` is the client's way
+    (``relaxed`` for all known clients)."""
+    tool_fallback: Literal["auto", "discard", "attempt_completion", "read_file"] = "auto"
+    """Bridge only: what replaces a turn's calls when none was valid; ``auto`` is the client's way
+    (``attempt_completion`` for Cline, Roo Code and Kilo Code, else ``discard``)."""
 
     def model_map(self) -> dict[str, str]:
         """Client model name → upstream model name."""

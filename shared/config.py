@@ -236,6 +236,9 @@ def channel_problem(channel: ChannelConfig) -> str | None:
         return "lists no models"
     if channel.weight < 1 or channel.max_concurrency < 0:
         return "weight must be at least 1 and max_concurrency at least 0"
+    bridge_options = (channel.tool_client, channel.tool_validation, channel.tool_fallback)
+    if channel.tool_mode != "bridge" and bridge_options != ("auto", "auto", "auto"):
+        return 'tool_client, tool_validation and tool_fallback need tool_mode = "bridge"'
     if isinstance(channel, HttpChannel):
         if not channel.base_url.startswith(("http://", "https://")):
             return "base_url must start with http:// or https://"

@@ -7,6 +7,7 @@ travel as :class:`msgspec.Raw`, still encoded, so nothing untyped flows through 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import msgspec
@@ -99,8 +100,21 @@ class Sampling(msgspec.Struct):
     user: str | None = None
 
 
+_IDENTIFYING_HEADERS = ("x-title", "http-referer", "x-kilocode-version", "x-cline-version", "x-stainless-lang")
+_MAX_HEADER = 256
+
+
 class ClientInfo(msgspec.Struct):
+    """Who sent the request, as its headers say: coding agents and SDKs name themselves there."""
+
     user_agent: str = ""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """The request's other identifying headers (X-Title, HTTP-Referer, ...), by lower-case name."""
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> ClientInfo:
+        found = {name: value[:_MAX_HEADER] for name in _IDENTIFYING_HEADERS if (value := headers.get(name))}
+        return cls(headers.get("user-agent", "")[:_MAX_HEADER], found)
 
 
 class SessionRef(msgspec.Struct, frozen=True):

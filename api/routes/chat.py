@@ -20,6 +20,7 @@ from api.state import gateway_state
 from api.streaming import Relayed, sse_response
 from shared import logs
 from shared.errors import ModelNotFound
+from shared.generation import ClientInfo
 from shared.ids import new_generation_id
 
 __all__ = ("chat_completions",)
@@ -43,7 +44,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         request_id=request.scope["state"][REQUEST_ID_KEY],
         reply_to=state.dispatcher.reply_channel,
         created=created,
-        user_agent=request.headers.get("user-agent", ""),
+        client=ClientInfo.from_headers(request.headers),
     )
     check_limits(generation, state.settings.limits)
     generation.billing = await admission.charge() if admission else None

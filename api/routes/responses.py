@@ -68,7 +68,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
         tools=tools,
         tool_choice=choice,
         sampling=adapter.sampling(body),
-        client=ClientInfo(user_agent=request.headers.get("user-agent", "")),
+        client=ClientInfo.from_headers(request.headers),
         retain_s=store.ttl_s if shell.store else None,
     )
     check_limits(generation, state.settings.limits, messages_param="input")

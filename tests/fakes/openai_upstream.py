@@ -11,6 +11,12 @@ The reply depends only on the request, so tests need no side channel. By ``model
 - ``fake-tools``: one call of the first tool, arguments ``{"city": "Paris"}`` in three fragments
 - ``fake-xml``: a model without native tools: ``Checking.`` and then, in the text bridge's XML after
   the trigger found in the prompt, a call of ``get_weather`` for Paris (plain text if no trigger)
+- ``fake-xml-pause``: like ``fake-xml`` with a second call (Berlin) after the first; streamed, it
+  stops after the first call's ``</invoke>`` until ``POST /_release`` (or 30 s, counted as a
+  ``pause_timeouts``); ``paused`` in ``/_stats`` is the number of streams waiting there
+- ``fake-roo``: a model serving Roo Code's own XML tool protocol, by the last user message: ``chat``
+  in it: a plain answer; ``typo``: a ``<write_file>`` call (Roo's tool is ``write_to_file``); else
+  text with a control character, then two ``<read_file>`` calls; in 9-character pieces
 - ``fake-transcript``: the conversation it received, one ``role:text`` entry per message joined by
   `` | ``; tool calls as ``call(<id> <name> <arguments>)``, tool results as ``tool(<call id>):text``
 
@@ -100,6 +106,15 @@ class _Request(msgspec.Struct):
 
 _encoder = msgspec.json.Encoder()
 _TRIGGER = re.compile(r"<<CALL_[a-z0-9]+>>")
+_PAUSE = "\x00pause"
+_PAUSE_MAX_S = 30.0
+ROO_READ = "<read_file>\n<path>src/app.py</path>\n</read_file>"
+ROO_REPLIES = {
+    "chat": "Paris is the capital of France.",
+    "typo": "<write_file>\n<path>notes.txt</path>\n<content>hi</content>\n</write_file>",
+    "read": f"I will read it.\x07\n{ROO_READ}\n\nAnd then:\n<read_file>\n<path>src/other.py</path>\n</read_file>",
+}
+"""``fake-roo``'s replies, by the keyword in the last user message (``read`` when there is none)."""
 _decoder = msgspec.json.Decoder(_Request)
 
 
@@ -123,8 +138,9 @@ class FakeUpstream:
 
     def __init__(self, settings: FakeUpstreamSettings) -> None:
         self.settings = settings
-        self.stats = {"requests": 0, "streams": 0, "disconnects": 0}
+        self.stats = {"requests": 0, "streams": 0, "disconnects": 0, "paused": 0, "pause_timeouts": 0}
         self.by_model: dict[str, int] = {}
+        self._release = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -135,9 +151,12 @@ class FakeUpstream:
         path, method = scope["path"], scope["method"]
         if method == "GET" and path == "/_stats":
             await self._reply(send, 200, _encoder.encode({**self.stats, "by_model": self.by_model}))
+        elif method == "POST" and path == "/_release":
+            self._release.set()
+            await self._reply(send, 200, b"{}")
         elif method == "GET" and path.endswith("/models"):
             names = ["fake-model", "fake-echo", "fake-slow", "fake-stall", "fake-tools", "fake-midstream-error"]
-            names += ["fake-transcript", "fake-xml"]
+            names += ["fake-transcript", "fake-xml", "fake-xml-pause", "fake-roo"]
             data = [{"id": n, "object": "model", "created": 0, "owned_by": "fake"} for n in names]
             await self._reply(send, 200, _encoder.encode({"object": "list", "data": data}))
         elif method == "POST" and path.endswith("/chat/completions"):
@@ -179,12 +198,20 @@ class FakeUpstream:
             await self._complete(request, prompt_tokens, send)
 
     def _pieces(self, request: _Request) -> list[str]:
-        if request.model == "fake-xml":
+        if request.model in ("fake-xml", "fake-xml-pause"):
             trigger = next((m.group(0) for msg in request.messages if (m := _TRIGGER.search(msg.text()))), None)
             if trigger is None:
                 return ["No tools."]
             call = '<function_calls>\n<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n'
-            return ["Checking.", f"\n{trigger}\n", call[:30], call[30:], "</invoke>\n</function_calls>"]
+            pieces = ["Checking.", f"\n{trigger}\n", call[:30], call[30:], "</invoke>\n</function_calls>"]
+            if request.model == "fake-xml-pause":
+                second = '<invoke name="get_weather"><parameter name="city">Berlin</parameter></invoke>'
+                pieces[-1:] = ["</invoke>", _PAUSE, "\n", second, "\n</function_calls>"]
+            return pieces
+        if request.model == "fake-roo":
+            asked = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
+            reply = next((text for word, text in ROO_REPLIES.items() if word in asked), ROO_REPLIES["read"])
+            return [reply[i : i + 9] for i in range(0, len(reply), 9)]
         if request.model == "fake-transcript":
             return [" | ".join(message.transcript() for message in request.messages)]
         if request.model == "fake-echo":
@@ -206,7 +233,7 @@ class FakeUpstream:
             message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
             finish, completion = "tool_calls", 3
         else:
-            pieces = self._pieces(request)
+            pieces = [piece for piece in self._pieces(request) if piece != _PAUSE]
             message, finish, completion = {"role": "assistant", "content": "".join(pieces)}, "stop", len(pieces)
         body = {
             **self._base(request),
@@ -258,6 +285,9 @@ class FakeUpstream:
         try:
             deltas, finish = self._chunks(request)
             for number, delta in enumerate(deltas):
+                if delta.get("content") == _PAUSE:
+                    await self._pause()
+                    continue
                 if self.settings.chunk_delay_s and number:
                     await asyncio.sleep(self.settings.chunk_delay_s)
                 await chunk(
@@ -286,6 +316,16 @@ class FakeUpstream:
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
         finally:
             listener.cancel()
+
+    async def _pause(self) -> None:
+        self.stats["paused"] += 1
+        try:
+            await asyncio.wait_for(self._release.wait(), _PAUSE_MAX_S)
+        except TimeoutError:
+            self.stats["pause_timeouts"] += 1
+        finally:
+            self.stats["paused"] -= 1
+            self._release.clear()
 
 
 def create_app(settings: FakeUpstreamSettings) -> FakeUpstream:

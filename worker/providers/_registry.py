@@ -17,7 +17,7 @@ from worker.providers.chayns import ChaynsProvider
 from worker.providers.mock import MockProvider
 from worker.providers.openai_chat import OpenAIChatProvider
 from worker.providers.openai_responses import OpenAIResponsesProvider
-from worker.toolbridge.provider import BridgedProvider
+from worker.toolbridge.provider import BridgedProvider, BridgeOptions
 
 __all__ = ("ProviderRegistry", "default_registry")
 
@@ -39,7 +39,7 @@ class ProviderRegistry:
         except KeyError:
             raise LookupError(f"no provider registered for channel type {type(channel).__name__}") from None
         provider = factory(channel)
-        return BridgedProvider(provider) if channel.tool_mode == "bridge" else provider
+        return BridgedProvider(provider, BridgeOptions.of(channel)) if channel.tool_mode == "bridge" else provider
 
 
 def default_registry() -> ProviderRegistry:

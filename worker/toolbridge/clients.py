@@ -11,6 +11,7 @@ and ``X-Stainless-*`` headers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -73,8 +74,14 @@ def detect_client(user_agent: str, headers: Mapping[str, str] | None = None) -> 
     return "generic"
 
 
-def profile_for(kind: ClientKind) -> ClientProfile:
-    return _PROFILES.get(kind, _PROFILES["generic"])
+def profile_for(
+    kind: ClientKind, *, validation: ValidationMode | None = None, fallback: Fallback | None = None
+) -> ClientProfile:
+    """The kind's profile; ``validation`` and ``fallback``, when given, override its own (channel config)."""
+    profile = _PROFILES.get(kind, _PROFILES["generic"])
+    return dataclasses.replace(
+        profile, validation=validation or profile.validation, fallback=fallback or profile.fallback
+    )
 
 
 def validator_for(

@@ -1,23 +1,26 @@
 """Checks the calls parsed out of a model's text before a client sees them, and repairs what it safely can.
 
 Modes: ``none`` passes every named call through untouched; ``relaxed`` requires a known tool, an object of
-arguments and every required parameter, after fixing the obvious (aliases coding agents' tools are often
-called with, numbers written as strings, one value where the schema wants a list); ``strict`` also runs
-the full JSON Schema. A call cut off by the end of the output is refused by both, except, in ``relaxed``,
-one whose partial text is still worth having (``attempt_completion``, ``ask_followup_question``).
-Independently of the mode, a client that handles one call per turn (Cline, Roo Code, Kilo Code) gets only
-the first valid call.
+arguments and every required parameter, after fixing the obvious (:mod:`~worker.toolbridge.normalize`:
+aliases coding agents' tools are often called with, numbers written as strings, one value where the
+schema wants a list); ``strict`` also runs the full JSON Schema, and refuses any other tool than the one
+``tool_choice`` names. A call cut off by the end of the output is refused by both, except, in
+``relaxed``, one whose partial text is still worth having (``attempt_completion``,
+``ask_followup_question``). Independently of the mode, a client that handles one call per turn (Cline,
+Roo Code, Kilo Code) gets only the first valid call.
 
-When no valid call remains although the model tried to call a tool, or the request demanded a call, the
-fallback decides: ``discard`` keeps only the text; ``attempt_completion`` turns the text into that tool's
-``result``; ``read_file`` reads the file the model was after (a path from a dropped call or the text).
-A fallback whose tool the client did not offer behaves as ``discard``.
+Calls are checked one at a time as the parser finds them (:meth:`ToolCallValidator.turn`), so a streamed
+call goes out the moment it is complete. When the turn ends with no call sent although the model tried
+to call a tool, or the client or the request demanded a call, the fallback decides
+(:mod:`~worker.toolbridge.fallbacks`): ``discard`` keeps only the text; ``attempt_completion`` turns the
+text into that tool's ``result``; ``read_file`` reads the file the model was after. A fallback whose
+tool the client did not offer behaves as ``discard``. A ``tool_choice`` of ``required`` or a named
+function that is still unmet then gets a forced call of that tool.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -25,21 +28,35 @@ from jsonschema import exceptions as jsonschema_exceptions  # type: ignore[impor
 from jsonschema import validators as jsonschema_validators
 
 from shared.generation import FunctionTool, ToolChoice
-from worker.toolbridge._codec import FAIL, JsonObject, coerce_scalar, dumps, json_types, loads, tool_schemas
-from worker.toolbridge.parser import ParsedCall
+from worker.toolbridge._codec import JsonObject, dumps, loads, tool_schemas
+from worker.toolbridge.fallbacks import completion_call, forced_call, forced_tool, read_file_call
+from worker.toolbridge.normalize import coerce_to_schema, normalize_arguments
+from worker.toolbridge.parsed import ParsedCall
 
 __all__ = (
     "DroppedCall",
     "Fallback",
+    "Outcome",
     "ToolCallValidator",
+    "TurnCheck",
     "ValidationMode",
     "ValidationResult",
-    "extract_paths",
-    "normalize_arguments",
 )
 
 ValidationMode = Literal["none", "relaxed", "strict"]
 Fallback = Literal["discard", "attempt_completion", "read_file"]
+Outcome = Literal[
+    "xml_not_found",
+    "validation_filtered",
+    "fallback_applied",
+    "strict_client_rule_applied",
+    "forced_toolcall_generated",
+]
+"""What the bridge had to do about a turn, for the metrics: a call was wanted and none was written; a call
+was dropped as invalid; no call survived and a fallback ran; a client rule (one call per turn, a call in
+every turn) changed the turn; a call was made up to meet ``tool_choice``."""
+
+_ONE_CALL = "only one tool call is allowed per turn"
 
 
 class DroppedCall(msgspec.Struct, frozen=True):
@@ -57,180 +74,67 @@ class ValidationResult(msgspec.Struct, frozen=True):
     """The fallback that ran, if one did."""
 
 
-_PATH_TOOLS = frozenset(
-    {
-        "read_file",
-        "write_to_file",
-        "apply_diff",
-        "insert_content",
-        "search_and_replace",
-        "replace_in_file",
-        "list_files",
-        "search_files",
-        "list_code_definition_names",
-        "delete_file",
-        "edit_file",
-    }
-)
-_PATH_ALIASES = ("file_path", "filepath", "file", "filename", "file_name")
-# Names models use instead of a tool's own parameter name, for tools whose schema they misremember.
-_ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("write_to_file", "content"): ("contents", "file_content", "file_contents", "text", "code"),
-    ("execute_command", "command"): ("cmd", "shell_command", "script"),
-    ("attempt_completion", "result"): ("message", "answer", "response", "text", "content"),
-    ("ask_followup_question", "question"): ("message", "prompt", "text", "query"),
-    ("search_files", "regex"): ("pattern", "query", "search"),
-    ("apply_diff", "diff"): ("patch", "changes"),
-    ("replace_in_file", "diff"): ("patch", "changes"),
-}
 # Required parameters whose empty value makes the call pointless.
 _NOT_BLANK = frozenset({"path", "command", "question", "regex", "diff", "result"})
 _PARTIAL_OK = frozenset({"attempt_completion", "ask_followup_question"})
-_PYTHON_TYPES: dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-    "null": lambda v: v is None,
-}
-_BACKTICKED = re.compile(r"`([^`\s]{1,300})`")
-_PATHLIKE = re.compile(r"[\w.~/\\-]*[\w-]\.[A-Za-z0-9]{1,8}")
 
 
-def _properties(schema: JsonObject | None) -> JsonObject:
-    props = schema.get("properties") if schema else None
-    return props if isinstance(props, dict) else {}
+class TurnCheck:
+    """One turn: :meth:`offer` each call as the parser finds it, :meth:`close` when the output ended.
 
+    ``outcomes`` collects what had to be done, for the metrics."""
 
-def _rename(args: JsonObject, canonical: str, aliases: Sequence[str], props: JsonObject) -> None:
-    if canonical in args or (props and canonical not in props):
-        return
-    for alias in aliases:
-        if alias in args and alias not in props:
-            args[canonical] = args.pop(alias)
-            return
+    def __init__(self, validator: ToolCallValidator) -> None:
+        self._validator = validator
+        self.sent: list[ParsedCall] = []
+        self.dropped: list[DroppedCall] = []
+        self.outcomes: list[Outcome] = []
+        self._parsed = 0
 
+    def offer(self, call: ParsedCall) -> ParsedCall | None:
+        """The call to send on now (arguments normalized), or ``None`` when it is dropped."""
+        self._parsed += 1
+        if self._validator.one_call_per_turn and self.sent:
+            self._drop(call, _ONE_CALL, "strict_client_rule_applied")
+            return None
+        checked = self._validator.check_call(call)
+        if isinstance(checked, str):
+            self._drop(call, checked, "validation_filtered")
+            return None
+        self.sent.append(checked)
+        return checked
 
-def _file_entries(value: Any) -> list[Any]:
-    entries = value if isinstance(value, list) else [value]
-    out: list[Any] = []
-    for entry in entries:
-        if isinstance(entry, str) and entry.strip():
-            out.append({"path": entry.strip()})
-        elif isinstance(entry, dict):
-            entry = dict(entry)
-            _rename(entry, "path", ("file", "name", *_PATH_ALIASES), {})
-            if isinstance(entry.get("path"), str) and entry["path"].strip():
-                out.append(entry)
-    return out
+    def _drop(self, call: ParsedCall, reason: str, outcome: Outcome) -> None:
+        self.dropped.append(DroppedCall(call, reason))
+        # One extra call or many, the client rule changed the turn once.
+        if outcome != "strict_client_rule_applied" or outcome not in self.outcomes:
+            self.outcomes.append(outcome)
 
-
-def _read_file_shape(args: JsonObject, props: JsonObject) -> None:
-    """Roo and Kilo read a list of ``files``; Cline and most others one ``path``."""
-    if "files" in props and "path" not in props and "files" not in args:
-        for key in ("paths", "path", *_PATH_ALIASES, "args"):
-            if key in args:
-                args["files"] = _file_entries(args.pop(key))
-                break
-    elif "files" in props and "files" in args:
-        args["files"] = _file_entries(args["files"])
-    elif "path" in props and "files" not in props and "path" not in args:
-        files = _file_entries(args.pop("files", None) or args.pop("paths", None) or [])
-        if files:
-            args["path"] = files[0]["path"]
-
-
-def normalize_arguments(name: str, args: JsonObject, schema: JsonObject | None = None) -> JsonObject:
-    """Fix the argument names and shapes models commonly get wrong for coding agents' own tools.
-
-    With a schema, a parameter is only renamed to one the schema has, and never away from one it has."""
-    args = dict(args)
-    props = _properties(schema)
-    if name in _PATH_TOOLS:
-        _rename(args, "path", _PATH_ALIASES, props)
-    for (tool, canonical), aliases in _ALIASES.items():
-        if tool == name:
-            _rename(args, canonical, aliases, props)
-    if name == "read_file":
-        _read_file_shape(args, props)
-    if name == "attempt_completion" and "result" in args and not isinstance(args["result"], str):
-        args["result"] = dumps(args["result"])
-    if name == "write_to_file" and "line_count" in props and isinstance(args.get("content"), str):
-        content = args["content"]
-        args.setdefault("line_count", content.count("\n") + (0 if content.endswith("\n") or not content else 1))
-    if name == "execute_command" and "requires_approval" in props:
-        # Unsure whether the command is harmful, the safe answer is to ask the user.
-        args.setdefault("requires_approval", True)
-    return args
-
-
-def _fits(value: Any, types: frozenset[str]) -> bool:
-    return any(_PYTHON_TYPES[t](value) for t in types if t in _PYTHON_TYPES)
-
-
-def _item_key(item_schema: JsonObject) -> str | None:
-    props = _properties(item_schema)
-    required = [k for k in item_schema.get("required", []) if isinstance(k, str)]
-    for key in ("path", "text", "name", "id"):
-        if key in props and (key in required or not required):
-            return key
-    return required[0] if required else None
-
-
-def _coerce(value: Any, schema: Any, depth: int = 0) -> Any:
-    """Bring a value the model wrote loosely to the shape its schema asks for, when that is unambiguous."""
-    if not isinstance(schema, dict) or depth > 8:
-        return value
-    types = json_types(schema)
-    if types and not _fits(value, types):
-        value = _reshape(value, types)
-    if isinstance(value, dict):
-        props = _properties(schema)
-        return {k: _coerce(v, props.get(k), depth + 1) for k, v in value.items()}
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        items: JsonObject = schema["items"]
-        key = _item_key(items) if "object" in json_types(items) else None
-        wrapped = [{key: v} if key and isinstance(v, str) else v for v in value]
-        return [_coerce(v, items, depth + 1) for v in wrapped]
-    return value
-
-
-def _reshape(value: Any, types: frozenset[str]) -> Any:
-    if isinstance(value, float) and "integer" in types and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        scalar = coerce_scalar(value.strip(), types)
-        if scalar is not FAIL:
-            return scalar
-        parsed = loads(value.strip()) if types & {"array", "object"} else FAIL
-        if parsed is not FAIL and _fits(parsed, types):
-            return parsed
-    if "array" in types and value is not None:
-        return [value]
-    if "string" in types and value is not None:
-        return value if isinstance(value, str) else dumps(value)
-    return value
-
-
-def extract_paths(text: str, limit: int = 5) -> list[str]:
-    """File paths a text mentions: backticked ones first, then bare tokens with a directory and extension."""
-    found: list[str] = []
-    candidates = [m.group(1) for m in _BACKTICKED.finditer(text)]
-    candidates += [t for t in text.split() if "/" in t or "\\" in t]
-    for candidate in candidates:
-        token = candidate.strip("\"'()[]{}<>,;:!?").removesuffix(".")
-        if "://" in token or not _PATHLIKE.fullmatch(token) or token in found:
-            continue
-        found.append(token)
-        if len(found) == limit:
-            break
-    return found
+    def close(self, text: str, user_text: str = "") -> ValidationResult:
+        """The end of the turn, given all its text: ``calls`` holds what the end adds (a fallback's or a
+        forced call), ``text`` the text as the turn should have it."""
+        validator = self._validator
+        if self.sent or not (self.dropped or validator.require_call):
+            return ValidationResult([], text, self.dropped)
+        if not self._parsed:
+            self.outcomes.append("xml_not_found")
+        result = validator.fall_back(text, self.dropped)
+        if self.dropped:
+            self.outcomes.append("fallback_applied")
+        elif result.calls:
+            # No call at all: a client that wants one every turn gets its text as a call (its own rule).
+            rule = validator.client_requires_call
+            self.outcomes.append("strict_client_rule_applied" if rule else "fallback_applied")
+        if validator.choice_requires_call and not validator.meets_choice(result.calls):
+            forced = validator.forced_call(text, user_text)
+            if forced is not None:
+                self.outcomes.append("forced_toolcall_generated")
+                return ValidationResult([forced], text, self.dropped, result.fallback)
+        return result
 
 
 class ToolCallValidator:
-    """Validates one turn's calls against the tools the client offered."""
+    """Validates calls against the tools the client offered, with the client's and the request's rules."""
 
     def __init__(
         self,
@@ -247,25 +151,28 @@ class ToolCallValidator:
         self.one_call_per_turn = one_call_per_turn
         self._schemas = tool_schemas(tools)
         self._forced = choice.name if choice is not None and choice.mode == "function" else None
-        self.require_call = require_call or (choice is not None and choice.mode in ("required", "function"))
+        self.client_requires_call = require_call
+        """The client wants a call in every turn (a coding agent)."""
+        self.choice_requires_call = choice is not None and choice.mode in ("required", "function")
+        self.require_call = require_call or self.choice_requires_call
         self._validators: dict[str, Any] = {}
 
-    def check(self, calls: Sequence[ParsedCall], text: str) -> ValidationResult:
-        valid: list[ParsedCall] = []
-        dropped: list[DroppedCall] = []
-        for call in calls:
-            checked = self._check_one(call)
-            if isinstance(checked, str):
-                dropped.append(DroppedCall(call, checked))
-            elif self.one_call_per_turn and valid:
-                dropped.append(DroppedCall(call, "only one tool call is allowed per turn"))
-            else:
-                valid.append(checked)
-        if valid or not (dropped or self.require_call):
-            return ValidationResult(valid, text, dropped)
-        return self._fall_back(text, dropped)
+    def turn(self) -> TurnCheck:
+        return TurnCheck(self)
 
-    def _check_one(self, call: ParsedCall) -> ParsedCall | str:
+    def check(self, calls: Sequence[ParsedCall], text: str, user_text: str = "") -> ValidationResult:
+        """A whole turn at once."""
+        turn = self.turn()
+        for call in calls:
+            turn.offer(call)
+        end = turn.close(text, user_text)
+        return ValidationResult([*turn.sent, *end.calls], end.text, end.dropped, end.fallback)
+
+    def meets_choice(self, calls: Sequence[ParsedCall]) -> bool:
+        return bool(calls) and (self._forced is None or calls[0].name == self._forced)
+
+    def check_call(self, call: ParsedCall) -> ParsedCall | str:
+        """The call with its arguments repaired, or why it is refused."""
         if not call.name:
             return "the call names no tool"
         if self.mode == "none":
@@ -280,7 +187,7 @@ class ToolCallValidator:
         args = loads(call.arguments_json)
         if not isinstance(args, dict):
             return "the arguments are not a JSON object"
-        args = _coerce(normalize_arguments(call.name, args, schema), schema)
+        args = coerce_to_schema(normalize_arguments(call.name, args, schema), schema)
         problem = self._missing(args, schema) or (
             self._schema_error(call.name, args) if self.mode == "strict" else None
         )
@@ -323,31 +230,22 @@ class ToolCallValidator:
                 self._validators[name] = cls(schema)
         return self._validators[name]
 
-    def _fall_back(self, text: str, dropped: list[DroppedCall]) -> ValidationResult:
+    def fall_back(self, text: str, dropped: Sequence[DroppedCall]) -> ValidationResult:
+        """The turn's result when no call survived: the fallback's call, if it could make one."""
         if self.fallback == "attempt_completion" and "attempt_completion" in self._schemas:
-            result = text.strip() or "; ".join(f"{d.call.name or 'tool call'}: {d.reason}" for d in dropped)
-            args = normalize_arguments("attempt_completion", {"result": result}, self._schemas["attempt_completion"])
-            call = ParsedCall("attempt_completion", dumps(args))
-            return ValidationResult([call], "", dropped, "attempt_completion")
+            explanation = "; ".join(f"{d.call.name or 'tool call'}: {d.reason}" for d in dropped)
+            call = completion_call(text, explanation, self._schemas["attempt_completion"])
+            return ValidationResult([call], "", list(dropped), "attempt_completion")
         if self.fallback == "read_file" and "read_file" in self._schemas:
-            read = self._read_file_call(text, dropped)
-            if read is not None:
-                return ValidationResult([read], text, dropped, "read_file")
-        return ValidationResult([], text, dropped, "discard")
+            read = read_file_call(text, [d.call for d in dropped], self._schemas["read_file"])
+            checked = self.check_call(read) if read is not None else None
+            if isinstance(checked, ParsedCall):
+                return ValidationResult([checked], text, list(dropped), "read_file")
+        return ValidationResult([], text, list(dropped), "discard")
 
-    def _read_file_call(self, text: str, dropped: list[DroppedCall]) -> ParsedCall | None:
-        paths: list[str] = []
-        for item in dropped:
-            args = loads(item.call.arguments_json)
-            for key in ("path", *_PATH_ALIASES, "paths", "files") if isinstance(args, dict) else ():
-                entries = _file_entries(args.get(key, []))
-                paths += [e["path"].strip() for e in entries if e["path"].strip() not in paths]
-        paths += [p for p in extract_paths(text) if p not in paths]
-        if not paths:
-            return None
-        schema = self._schemas["read_file"]
-        props = _properties(schema)
-        key = next((k for k in ("path", *_PATH_ALIASES) if k in props), "path")
-        shaped = {"files": [{"path": p} for p in paths[:5]]} if "files" in props else {key: paths[0]}
-        checked = self._check_one(ParsedCall("read_file", dumps(shaped)))
+    def forced_call(self, text: str, user_text: str) -> ParsedCall | None:
+        """A valid call of the tool ``tool_choice`` demands, made up from the text, or ``None``."""
+        name = forced_tool(self._schemas, self._forced, text)
+        call = forced_call(name, self._schemas[name], text, user_text) if name is not None else None
+        checked = self.check_call(call) if call is not None else None
         return checked if isinstance(checked, ParsedCall) else None

@@ -5,12 +5,12 @@ import pytest
 
 from api.chat_adapter import decode_chat_request, to_generation
 from shared.errors import InvalidRequest
-from shared.generation import GenerationRequest, ImagePart, TextPart, ToolChoice
+from shared.generation import ClientInfo, GenerationRequest, ImagePart, TextPart, ToolChoice
 
 
 def _convert(body: object) -> GenerationRequest:
     request = decode_chat_request(msgspec.json.encode(body))
-    return to_generation(request, generation_id="g", request_id="r", reply_to="c", created=1, user_agent="ua")
+    return to_generation(request, generation_id="g", request_id="r", reply_to="c", created=1, client=ClientInfo("ua"))
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,14 @@ def test_file_and_environment(tmp_path: Path) -> None:
         ),
         ("[[channels]]\nname='a'\ntype='openai'\nbase_url='ftp://x'\nmodels=['m']\n", "base_url must start with http"),
         ("[[channels]]\nname='a'\ntype='mock'\nmodels=[]\n", "lists no models"),
+        (
+            "[[channels]]\nname='a'\ntype='mock'\nmodels=['m']\ntool_validation='strict'\n",
+            'tool_client, tool_validation and tool_fallback need tool_mode = "bridge"',
+        ),
+        (
+            "[[channels]]\nname='a'\ntype='mock'\nmodels=['m']\ntool_mode='bridge'\ntool_client='claude'\n",
+            "Invalid enum value 'claude' - at `channels[0].tool_client`",
+        ),
         ("[server\n", "invalid TOML"),
     ],
 )
@@ -49,6 +57,24 @@ def test_invalid_configuration_names_the_problem(tmp_path: Path, text: str, mess
     with pytest.raises(ConfigError, match=r"aiapi\.toml") as caught:
         load_settings(_write(tmp_path, text), environ={})
     assert message in str(caught.value)
+
+
+def test_bridge_settings(tmp_path: Path) -> None:
+    text = """
+[[channels]]
+name = "local"
+type = "openai"
+base_url = "http://127.0.0.1:8080/v1"
+models = ["llama"]
+tool_mode = "bridge"
+tool_client = "roo"
+tool_validation = "strict"
+tool_fallback = "read_file"
+"""
+    channel = load_settings(_write(tmp_path, text), environ={}).channels[0]
+    assert (channel.tool_client, channel.tool_validation, channel.tool_fallback) == ("roo", "strict", "read_file")
+    chayns = load_settings(_write(tmp_path, "[[channels]]\nname='c'\ntype='chayns'\nmodels=['m']\n"), environ={})
+    assert chayns.channels[0].tool_mode == "bridge" and chayns.channels[0].tool_validation == "auto"
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:

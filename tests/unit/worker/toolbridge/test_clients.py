@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
+import msgspec
 import pytest
 
-from shared.generation import FunctionTool, ToolChoice
+from shared.config import MockChannel
+from shared.generation import ClientInfo, FunctionTool, ToolChoice
 from worker.toolbridge import ClientKind, detect_client, profile_for, validator_for
 
 
@@ -58,3 +62,29 @@ def test_validator_for_profile() -> None:
     assert not validator_for(profile_for("roo"), []).require_call
     generic = validator_for(profile_for("generic"), tools, ToolChoice("required"))
     assert generic.require_call and not generic.one_call_per_turn
+
+
+def test_profile_overrides_from_the_channel() -> None:
+    roo = profile_for("roo", validation="strict", fallback="read_file")
+    assert (roo.validation, roo.fallback, roo.one_call_per_turn) == ("strict", "read_file", True)
+    assert profile_for("generic", validation=None) == profile_for("generic")
+
+
+def test_channel_config_names_every_client_kind() -> None:
+    field = next(f for f in msgspec.structs.fields(MockChannel) if f.name == "tool_client")
+    assert set(get_args(field.type)) == {"auto", *get_args(ClientKind)}
+
+
+def test_client_info_keeps_only_identifying_headers() -> None:
+    headers = {
+        "user-agent": "RooCode/3.25.1",
+        "x-title": "Roo Code",
+        "authorization": "Bearer k",
+        "x-cline-version": "",
+    }
+    info = ClientInfo.from_headers(headers)
+    assert info == ClientInfo("RooCode/3.25.1", {"x-title": "Roo Code"})
+    assert detect_client(info.user_agent, info.headers) == "roo"
+    assert ClientInfo.from_headers({"http-referer": "https://cline.bot"}).headers == {
+        "http-referer": "https://cline.bot"
+    }

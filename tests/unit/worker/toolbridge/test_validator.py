@@ -229,3 +229,61 @@ def test_extract_paths() -> None:
     text = "See `README.md`, src/app/main.py and ./tests/test_x.py. Not http://a.com/b.html nor plain.txt"
     assert extract_paths(text) == ["README.md", "src/app/main.py", "./tests/test_x.py"]
     assert extract_paths("`a/b.py` `a/b.py` c/d.rs", limit=1) == ["a/b.py"]
+
+
+# -- forced calls (tool_choice required or a named function, and no call) --------------------------------
+
+WEATHER = _tool("get_weather", _obj(["city"], city=S, unit={"type": "string", "enum": ["c", "f"]}))
+CONVERT = _tool("convert", _obj(["amount", "unit"], amount={"type": "number"}, unit={"enum": ["c", "f"]}))
+
+
+def test_forced_call_fills_text_parameters_with_the_users_message() -> None:
+    validator = ToolCallValidator([WEATHER, SEARCH], choice=ToolChoice("required"))
+    result = validator.check([], "I cannot look that up.", user_text=" weather in Oslo ")
+    assert result.calls == [_call("get_weather", city="weather in Oslo")]
+    assert result.text == "I cannot look that up."
+
+
+def test_forced_call_prefers_the_named_tool_and_json_the_model_wrote() -> None:
+    validator = ToolCallValidator([WEATHER, CONVERT], choice=ToolChoice("function", "convert"))
+    result = validator.check([], 'Like {"x": 1} or {"amount": "3", "unit": "f"}.', user_text="3 F?")
+    assert result.calls == [_call("convert", amount=3, unit="f")]
+
+
+def test_forced_call_picks_the_tool_the_text_mentions() -> None:
+    validator = ToolCallValidator([SEARCH, WEATHER], choice=ToolChoice("required"))
+    assert validator.check([], "get_weather would do.", user_text="Oslo").calls[0].name == "get_weather"
+    assert validator.check([], "no idea", user_text="Oslo").calls[0].name == "search"
+
+
+def test_no_forced_call_when_a_parameter_cannot_be_filled() -> None:
+    convert = ToolCallValidator([CONVERT], choice=ToolChoice("required"))
+    assert convert.check([], "no", user_text="3 F?").calls == []
+    weather = ToolCallValidator([WEATHER], choice=ToolChoice("required"))
+    assert weather.check([], "no", user_text="").calls == []
+
+
+def test_forced_call_replaces_a_fallback_of_another_tool() -> None:
+    validator = ToolCallValidator(
+        [WEATHER, DONE], fallback="attempt_completion", choice=ToolChoice("function", "get_weather")
+    )
+    assert validator.check([], "Sunny.", user_text="Oslo").calls == [_call("get_weather", city="Oslo")]
+    required = ToolCallValidator([WEATHER, DONE], fallback="attempt_completion", choice=ToolChoice("required"))
+    assert required.check([], "Sunny.", user_text="Oslo").calls == [_call("attempt_completion", result="Sunny.")]
+
+
+def test_turn_outcomes() -> None:
+    turn = ToolCallValidator(TOOLS, one_call_per_turn=True).turn()
+    assert turn.offer(_call("nope")) is None
+    assert turn.offer(_call("read_file", path="a")) == _call("read_file", path="a")
+    assert turn.offer(_call("read_file", path="b")) is None
+    assert turn.offer(_call("read_file", path="c")) is None
+    assert turn.close("").calls == []
+    assert turn.outcomes == ["validation_filtered", "strict_client_rule_applied"]
+    agent = ToolCallValidator(TOOLS, fallback="attempt_completion", require_call=True).turn()
+    assert agent.close("Done.").fallback == "attempt_completion"
+    assert agent.outcomes == ["xml_not_found", "strict_client_rule_applied"]
+    discard = ToolCallValidator(TOOLS).turn()
+    discard.offer(_call("nope"))
+    assert discard.close("text").fallback == "discard"
+    assert discard.outcomes == ["validation_filtered", "fallback_applied"]
