@@ -8,9 +8,16 @@ worker. The check sits on every generation's path, so it is a local lookup, neve
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import msgspec
+from redis.exceptions import RedisError
+
+from shared.keys import ChannelKeys
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = ("CooldownNotice", "Cooldowns")
 
@@ -40,6 +47,20 @@ class Cooldowns:
             self.apply(_notice_decoder.decode(data))
         except msgspec.DecodeError:
             return
+
+    async def load(self, redis: Redis, accounts: Iterable[tuple[str, str]]) -> None:
+        """Take over the cooldowns of ``(channel, account)`` pairs still running in Redis."""
+        pairs = list(accounts)
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for channel, account in pairs:
+                    pipe.pttl(ChannelKeys.health(channel, account))
+                remaining: list[int] = await pipe.execute()
+        except RedisError:
+            return  # best effort: the next failure teaches it again
+        for (channel, account), ttl_ms in zip(pairs, remaining, strict=True):
+            if ttl_ms > 0:
+                self.apply(CooldownNotice(channel, account, ttl_ms / 1000, "loaded at start"))
 
     def cooling(self, channel: str, account: str) -> bool:
         until = self._until.get((channel, account))

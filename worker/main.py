@@ -178,6 +178,14 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> GatewayW
         store = ChannelStore(redis, settings.channels)
         await upstreams.replace(await store.effective())
         cooldowns = Cooldowns()
+        await cooldowns.load(
+            redis,
+            (
+                (channel.name, account.name)
+                for channel in upstreams.catalog.channels()
+                for account in channel.credential_configs()
+            ),
+        )
         router = Router(
             upstreams=upstreams,
             scripts=scripts,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 
+import fakeredis
 import msgspec
 
 from shared.config import MockChannel
 from shared.events import Finished
+from shared.keys import ChannelKeys
 from worker.cooldowns import CooldownNotice, Cooldowns
 from worker.providers import ProviderOutput, ProviderRegistry, UpstreamCall
 from worker.upstreams import Upstreams
@@ -63,3 +66,15 @@ def test_cooldowns_expire_and_notices_from_other_workers_apply() -> None:
     assert cooldowns.cooling("c", "a") and not cooldowns.cooling("c", "b")
     now[0] = 106
     assert not cooldowns.cooling("c", "a")
+
+
+async def test_a_starting_worker_takes_over_running_cooldowns(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    now = [100.0]
+    await fake_redis.set(ChannelKeys.health("c", "a"), "rate_limited: slow down", px=4000)
+    await fake_redis.set(ChannelKeys.health("c", "gone"), "expired", px=1)
+    await asyncio.sleep(0.01)
+    cooldowns = Cooldowns(clock=lambda: now[0])
+    await cooldowns.load(fake_redis, [("c", "a"), ("c", "b"), ("c", "gone")])
+    assert cooldowns.cooling("c", "a") and not cooldowns.cooling("c", "b") and not cooldowns.cooling("c", "gone")
+    now[0] = 104.1
+    assert not cooldowns.cooling("c", "a"), "for what was left of it, not a fresh cooldown"
