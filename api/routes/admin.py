@@ -90,6 +90,23 @@ def _masked(channel: ChannelConfig) -> ChannelConfig:
     return msgspec.structs.replace(channel, api_key=_mask(channel.api_key), accounts=accounts)
 
 
+def _kept(key: str | None, current: str | None) -> str | None:
+    """A key sent back exactly as we showed it masked means "unchanged": keep the real one."""
+    return current if key is not None and current is not None and key == _mask(current) else key
+
+
+def _unmasked(channel: ChannelConfig, current: ChannelConfig | None) -> ChannelConfig:
+    """``channel`` with masked keys (a GET's answer edited and PUT back) replaced by the keys in force."""
+    if not isinstance(channel, HttpChannel) or not isinstance(current, HttpChannel):
+        return channel
+    before = {account.name: account.api_key for account in current.accounts}
+    accounts = [
+        msgspec.structs.replace(account, api_key=_kept(account.api_key, before.get(account.name)))
+        for account in channel.accounts
+    ]
+    return msgspec.structs.replace(channel, api_key=_kept(channel.api_key, current.api_key), accounts=accounts)
+
+
 async def _view(state: GatewayState, channel: ChannelConfig) -> ChannelView:
     redis = state.redis
     configs = channel.credential_configs()
@@ -103,11 +120,15 @@ async def _view(state: GatewayState, channel: ChannelConfig) -> ChannelView:
     return ChannelView(channel.name, source, running, accounts, _masked(channel))
 
 
+async def _current(state: GatewayState, name: str) -> ChannelConfig | None:
+    return next((channel for channel in await state.channels.effective() if channel.name == name), None)
+
+
 async def _find(state: GatewayState, name: str) -> ChannelConfig:
-    for channel in await state.channels.effective():
-        if channel.name == name:
-            return channel
-    raise NotFound(f"No channel named '{name}'.", code="channel_not_found")
+    channel = await _current(state, name)
+    if channel is None:
+        raise NotFound(f"No channel named '{name}'.", code="channel_not_found")
+    return channel
 
 
 async def _store(state: GatewayState, channel: ChannelConfig) -> None:
@@ -136,6 +157,7 @@ async def put_channel(request: Request[Any, Any, Any], name: str) -> Response[by
     channel = decode_body(_channel_decoder, await request.body())
     if channel.name != name:
         raise InvalidRequest(f"The body names channel '{channel.name}' but the path '{name}'.", param="name")
+    channel = _unmasked(channel, await _current(state, name))
     await _store(state, channel)
     return json_response(await _view(state, channel))
 
@@ -163,6 +185,8 @@ async def put_account(request: Request[Any, Any, Any], name: str, account: str) 
     body = decode_body(_account_decoder, await request.body())
     if body.name != account:
         raise InvalidRequest(f"The body names account '{body.name}' but the path '{account}'.", param="name")
+    previous = next((a.api_key for a in channel.accounts if a.name == account), None)
+    body = msgspec.structs.replace(body, api_key=_kept(body.api_key, previous))
     accounts = [a for a in channel.accounts if a.name != account] + [body]
     updated = msgspec.structs.replace(channel, accounts=accounts)
     await _store(state, updated)
