@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
 from shared.catalog import Catalog
+from shared.errors import UpstreamError
 
 if TYPE_CHECKING:
     from shared.config import ChannelConfig
@@ -58,8 +59,14 @@ class Upstreams:
 
     @contextlib.asynccontextmanager
     async def use(self, channel: str) -> AsyncIterator[Provider]:
-        """The provider of ``channel``, kept open until the caller is done with it."""
-        entry = self._entries[channel]
+        """The provider of ``channel``, kept open until the caller is done with it.
+
+        A channel removed since the router planned the attempt fails it like an unreachable upstream, so
+        the router moves on to the next candidate.
+        """
+        entry = self._entries.get(channel)
+        if entry is None:
+            raise UpstreamError(f"channel '{channel}' was removed", code="channel_removed")
         entry.users += 1
         try:
             yield entry.provider

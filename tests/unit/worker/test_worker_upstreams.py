@@ -7,8 +7,10 @@ from collections.abc import AsyncGenerator
 
 import fakeredis
 import msgspec
+import pytest
 
 from shared.config import MockChannel
+from shared.errors import UpstreamError
 from shared.events import Finished
 from shared.keys import ChannelKeys
 from worker.cooldowns import CooldownNotice, Cooldowns
@@ -54,6 +56,10 @@ async def test_removed_channels_leave_the_routing_table() -> None:
     upstreams = _upstreams(created, [MockChannel(name="a", models=["x"]), MockChannel(name="b", models=["y"])])
     await upstreams.replace([MockChannel(name="a", models=["x"])])
     assert "y" not in upstreams.catalog and created[1].closed
+    with pytest.raises(UpstreamError) as caught:
+        async with upstreams.use("b"):
+            pass
+    assert caught.value.code == "channel_removed", "retried on the next candidate like an unreachable upstream"
     await upstreams.aclose()
     assert created[0].closed
 
