@@ -15,7 +15,8 @@ The reply depends only on the request, so tests need no side channel. By ``model
   `` | ``; tool calls as ``call(<id> <name> <arguments>)``, tool results as ``tool(<call id>):text``
 
 Usage: prompt tokens = words in all message texts, completion tokens = chunks sent. ``GET /_stats``
-returns counters, including streams whose client disconnected and requests per model (``by_model``).
+returns counters: streams served, streams ``open`` now, streams whose client disconnected before their
+end (``disconnects``), and requests per model (``by_model``).
 
     python -m tests.fakes.openai_upstream --port 0 [--chunks N] [--chunk-delay S]
 """
@@ -23,6 +24,7 @@ returns counters, including streams whose client disconnected and requests per m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -123,7 +125,7 @@ class FakeUpstream:
 
     def __init__(self, settings: FakeUpstreamSettings) -> None:
         self.settings = settings
-        self.stats = {"requests": 0, "streams": 0, "disconnects": 0}
+        self.stats = {"requests": 0, "streams": 0, "open": 0, "disconnects": 0}
         self.by_model: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -229,6 +231,7 @@ class FakeUpstream:
 
     async def _stream(self, request: _Request, prompt_tokens: int, receive: Receive, send: Send) -> None:
         self.stats["streams"] += 1
+        self.stats["open"] += 1
         gone = asyncio.Event()
 
         async def listen() -> None:
@@ -259,7 +262,12 @@ class FakeUpstream:
             deltas, finish = self._chunks(request)
             for number, delta in enumerate(deltas):
                 if self.settings.chunk_delay_s and number:
-                    await asyncio.sleep(self.settings.chunk_delay_s)
+                    # Waiting on the disconnect itself, so a cancelled call is seen the moment it ends.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(gone.wait(), self.settings.chunk_delay_s)
+                if gone.is_set():
+                    self.stats["disconnects"] += 1
+                    return
                 await chunk(
                     {
                         **base,
@@ -285,6 +293,7 @@ class FakeUpstream:
                 await chunk({**base, "choices": [], "usage": _usage(prompt_tokens, len(deltas) - 1)})
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
         finally:
+            self.stats["open"] -= 1
             listener.cancel()
 
 
