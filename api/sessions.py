@@ -9,6 +9,7 @@ increments the session's fencing counter; the run carries its token in :class:`S
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -69,9 +70,14 @@ class Sessions:
         )
 
     async def leave(self, generation: GenerationRequest) -> None:
-        """Give the gate back for a generation that will never reach a worker."""
+        """Give the gate back for a generation that will never reach a worker.
+
+        Called while an error is on its way to the client, often because Redis is unreachable: then the
+        gate expires by itself, and the client must still get that error rather than this one.
+        """
         if generation.session is not None and generation.session.fence:
-            await self._scripts.release(keys=[keys.SessionKeys(generation.session.id).gate], args=[generation.id])
+            with contextlib.suppress(RedisError):
+                await self._scripts.release(keys=[keys.SessionKeys(generation.session.id).gate], args=[generation.id])
 
     def _policy(self, request: Request[Any, Any, Any]) -> Policy:
         asked = request.headers.get(CONCURRENCY_HEADER)

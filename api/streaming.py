@@ -6,21 +6,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from litestar.response import Stream
 from redis.exceptions import RedisError
 
 from api.metrics import ERRORS
-from shared.errors import GatewayError, InternalError
+from shared.errors import ClientClosed, GatewayError, InternalError
 from shared.events import TERMINAL_EVENTS, Failed, GenerationEvent, Started
 
 if TYPE_CHECKING:
+    from litestar import Request
+
     from api.dispatch import Dispatcher
     from api.relay import Subscription
 
-__all__ = ("Relayed", "sse_response")
+__all__ = ("Relayed", "sse_response", "unless_client_leaves")
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class Relayed:
         self.events = subscription.events()
         self.ended = detached
         """Once true, finishing no longer cancels the generation; detached work always runs to its end."""
+        self._finished = False
 
     async def head(self, commit_after_s: float) -> list[GenerationEvent]:
         """Events up to the first output, so a failure before any output can still be an HTTP error.
@@ -77,11 +80,42 @@ class Relayed:
 
     async def finish(self) -> None:
         """Release the subscription; if the generation did not end, cancel it (the client is gone)."""
+        if self._finished:
+            return
+        self._finished = True
         self._subscription.close()
         await self.events.aclose()
         if not self.ended:
             with contextlib.suppress(RedisError, OSError):
                 await self._dispatcher.cancel(self._subscription.generation_id)
+
+
+async def unless_client_leaves(request: Request[Any, Any, Any], work: Coroutine[Any, Any, T]) -> T:
+    """The result of ``work``, unless the client closes its connection first.
+
+    While a handler waits for a whole generation, or for the first output of a stream, nothing is written
+    to the client, so only the ASGI ``http.disconnect`` tells that it left. Then ``work`` is cancelled
+    (a ``Relayed`` that is not finished cancels its generation) and :class:`ClientClosed` is raised.
+    """
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            # Its clean-up (cancelling the generation) must be done before the handler goes on.
+            await asyncio.wait((task,))
+    if task.cancelled():
+        raise ClientClosed("The client closed the connection before the answer was ready.")
+    return task.result()
+
+
+async def _disconnected(request: Request[Any, Any, Any]) -> None:
+    # The body has been read: the server's next message is the disconnect, whenever it happens.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def sse_response(

@@ -17,7 +17,7 @@ from api.identity import client_identity
 from api.limits import check_limits
 from api.middleware import REQUEST_ID_KEY
 from api.state import gateway_state
-from api.streaming import Relayed, sse_response
+from api.streaming import Relayed, sse_response, unless_client_leaves
 from shared import logs
 from shared.errors import ModelNotFound
 from shared.generation import ClientInfo
@@ -61,14 +61,14 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
     try:
         if not chat.stream:
             builder = ChatCompletionBuilder(completion_id=completion_id, model=chat.model, created=created)
-            completion = await relayed.collect(builder.feed)
+            completion = await unless_client_leaves(request, relayed.collect(builder.feed))
             return Response(_encoder.encode(completion), media_type="application/json")
         options = chat.stream_options
         include_usage = bool(options and options.include_usage is not UNSET and options.include_usage)
         writer = ChatStreamWriter(
             completion_id=completion_id, model=chat.model, created=created, include_usage=include_usage
         )
-        head = await relayed.head(commit_after_s=state.settings.relay.keepalive_s)
+        head = await unless_client_leaves(request, relayed.head(commit_after_s=state.settings.relay.keepalive_s))
     except BaseException:
         await relayed.finish()
         raise

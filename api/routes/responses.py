@@ -20,7 +20,7 @@ from api.responses_objects import DeletedResponse, InputItemList, ResponseObject
 from api.responses_projection import ResponseProjector
 from api.responses_store import StoredResponse
 from api.state import GatewayState, gateway_state
-from api.streaming import SSE_HEADERS, Relayed, sse_response
+from api.streaming import SSE_HEADERS, Relayed, sse_response, unless_client_leaves
 from shared import logs
 from shared.errors import ClientClosed, Conflict, GatewayError, InvalidRequest, ModelNotFound, NotFound
 from shared.events import Failed, GenerationEvent
@@ -95,8 +95,8 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
     projector = ResponseProjector(shell)
     try:
         if not body.stream:
-            return _json(await relayed.collect(_final(projector)))
-        head = await relayed.head(commit_after_s=state.settings.relay.keepalive_s)
+            return _json(await unless_client_leaves(request, relayed.collect(_final(projector))))
+        head = await unless_client_leaves(request, relayed.head(commit_after_s=state.settings.relay.keepalive_s))
     except BaseException:
         await relayed.finish()
         raise

@@ -49,6 +49,30 @@ def test_client_disconnect_cancels_the_upstream_call(gateway: GatewayProcesses, 
     assert _wait_for(lambda: httpx.get(f"{upstream.root_url}/_stats").json()["disconnects"] > before, 3.0)
 
 
+def test_a_client_that_gives_up_waiting_cancels_the_upstream_call(
+    gateway: GatewayProcesses, upstream: RunningFakeUpstream
+) -> None:
+    """A non-streaming client is sent nothing until the end, so only its disconnect says it left."""
+    before = httpx.get(f"{upstream.root_url}/_stats").json()["disconnects"]
+    body = {"model": "fake-stall", "messages": MESSAGES}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gateway.base_url}/chat/completions", json=body, timeout=1)
+    assert _wait_for(lambda: httpx.get(f"{upstream.root_url}/_stats").json()["disconnects"] > before, 3.0)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_leaves_before_any_output_cancels_its_generation(redis_url: str, stream: bool) -> None:
+    config = '[[channels]]\nname = "late"\ntype = "mock"\nmodels = ["late-mock"]\nfirst_token_ms = 10000\n'
+    with GatewayProcesses(redis_url=redis_url, config_toml=config) as gateway:
+        body = {"model": "late-mock", "stream": stream, "messages": MESSAGES}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{gateway.base_url}/chat/completions", json=body, timeout=1)
+        redis = Redis.from_url(gateway.redis_url)
+        # The generation is cancelled and its worker lets go of it long before the first token was due.
+        assert _wait_for(lambda: redis.keys("aiapi:{*}:cancel") and not redis.keys("aiapi:{*}:lease"), 3.0)
+        redis.close()
+
+
 def test_killed_worker_ends_the_stream_with_an_error(redis_url: str) -> None:
     config = "[worker]\nlease_ttl_s = 2\n[relay]\nidle_check_s = 0.5\n" + SLOW_MOCK.format(
         rate=5, reply=" ".join(["word"] * 100)

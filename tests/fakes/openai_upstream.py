@@ -21,7 +21,8 @@ The reply depends only on the request, so tests need no side channel. By ``model
   `` | ``; tool calls as ``call(<id> <name> <arguments>)``, tool results as ``tool(<call id>):text``
 
 Usage: prompt tokens = words in all message texts, completion tokens = chunks sent. ``GET /_stats``
-returns counters, including streams whose client disconnected and requests per model (``by_model``).
+returns counters: streams served, streams ``open`` now, streams whose client disconnected before their
+end (``disconnects``), and requests per model (``by_model``).
 
     python -m tests.fakes.openai_upstream --port 0 [--chunks N] [--chunk-delay S]
 """
@@ -29,6 +30,7 @@ returns counters, including streams whose client disconnected and requests per m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -138,7 +140,7 @@ class FakeUpstream:
 
     def __init__(self, settings: FakeUpstreamSettings) -> None:
         self.settings = settings
-        self.stats = {"requests": 0, "streams": 0, "disconnects": 0, "paused": 0, "pause_timeouts": 0}
+        self.stats = {"requests": 0, "streams": 0, "open": 0, "disconnects": 0, "paused": 0, "pause_timeouts": 0}
         self.by_model: dict[str, int] = {}
         self._release = asyncio.Event()
 
@@ -256,6 +258,7 @@ class FakeUpstream:
 
     async def _stream(self, request: _Request, prompt_tokens: int, receive: Receive, send: Send) -> None:
         self.stats["streams"] += 1
+        self.stats["open"] += 1
         gone = asyncio.Event()
 
         async def listen() -> None:
@@ -289,7 +292,12 @@ class FakeUpstream:
                     await self._pause()
                     continue
                 if self.settings.chunk_delay_s and number:
-                    await asyncio.sleep(self.settings.chunk_delay_s)
+                    # Waiting on the disconnect itself, so a cancelled call is seen the moment it ends.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(gone.wait(), self.settings.chunk_delay_s)
+                if gone.is_set():
+                    self.stats["disconnects"] += 1
+                    return
                 await chunk(
                     {
                         **base,
@@ -315,6 +323,7 @@ class FakeUpstream:
                 await chunk({**base, "choices": [], "usage": _usage(prompt_tokens, len(deltas) - 1)})
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
         finally:
+            self.stats["open"] -= 1
             listener.cancel()
 
     async def _pause(self) -> None:

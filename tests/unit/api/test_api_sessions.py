@@ -106,3 +106,17 @@ async def test_an_inherited_session_wins(fake_redis: fakeredis.FakeAsyncRedis) -
         _http(), _generation("g1", [NEXT]), owner="o", queue_timeout_s=5, inherited="sess_chain"
     )
     assert admitted.session is not None and admitted.session.id == "sess_chain" and admitted.session.fence == 1
+
+
+async def test_leaving_while_redis_is_away_leaves_the_gate_to_expire() -> None:
+    """The caller is reporting an error, often Redis being away: that error must reach the client."""
+    server = fakeredis.FakeServer()
+    redis = fakeredis.FakeAsyncRedis(server=server)
+    sessions, _ = _sessions(redis)
+    admitted = await sessions.enter(_http(), _generation("g1", [USER, REPLY, NEXT]), owner="o", queue_timeout_s=5)
+    assert admitted.session is not None and admitted.session.fence == 1
+    server.connected = False
+    await sessions.leave(admitted)
+    server.connected = True
+    assert 0 < await redis.pttl(SessionKeys(admitted.session.id).gate) <= (5 + Settings().worker.lease_ttl_s) * 1000
+    await redis.aclose()

@@ -47,6 +47,7 @@ async def test_claim_takes_a_queued_job_once(fake_redis: fakeredis.FakeAsyncRedi
     await fake_redis.zadd("q", {"job": 1000})
     claim = {"keys": ["arq:in-progress:job", "q"], "args": ["job", 2000, 30000]}
     assert float(await scripts.claim(**claim)) == 1000
+    assert await fake_redis.zscore("q", "job") is None, "a claimed job left the queue"
     assert await scripts.claim(**claim) is None
     await fake_redis.zadd("q", {"later": 5000})
     assert await scripts.claim(keys=["arq:in-progress:later", "q"], args=["later", 2000, 30000]) is None
