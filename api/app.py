@@ -15,6 +15,7 @@ from api.access import Access
 from api.dispatch import Dispatcher
 from api.errors import exception_handlers
 from api.middleware import request_id_middleware
+from api.openapi import openapi_config
 from api.relay import Relay
 from api.responses_store import ResponseStore
 from api.routes import (
@@ -103,6 +104,6 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=exception_handlers,
         middleware=[request_id_middleware],
         request_max_body_size=settings.server.max_body_bytes,
-        openapi_config=None,
+        openapi_config=openapi_config(),
         debug=False,
     )

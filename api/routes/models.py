@@ -8,6 +8,7 @@ import msgspec
 from litestar import Request, Response, get
 
 from api.access import authenticate
+from api.openapi import documented
 from api.state import gateway_state
 from shared.errors import ModelNotFound
 
@@ -32,7 +33,7 @@ class ModelList(msgspec.Struct):
 _encoder = msgspec.json.Encoder()
 
 
-@get(["/v1/models", "/chaynsapi/v1/models"])
+@get(["/v1/models", "/chaynsapi/v1/models"], operation_class=documented(ModelList))
 async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     await authenticate(request)
     catalog = gateway_state(request).catalog
@@ -40,7 +41,7 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(_encoder.encode(body), media_type="application/json")
 
 
-@get(["/v1/models/{model:path}", "/chaynsapi/v1/models/{model:path}"])
+@get(["/v1/models/{model:path}", "/chaynsapi/v1/models/{model:path}"], operation_class=documented(Model))
 async def retrieve_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
     await authenticate(request)
     name = model.lstrip("/")
