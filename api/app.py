@@ -16,6 +16,7 @@ from api.dispatch import Dispatcher
 from api.errors import exception_handlers
 from api.metrics import metrics
 from api.middleware import request_middleware
+from api.openapi import openapi_config
 from api.relay import Relay
 from api.responses_store import ResponseStore
 from api.routes import (
@@ -105,7 +106,7 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=exception_handlers,
         middleware=[request_middleware],
         request_max_body_size=settings.server.max_body_bytes,
-        openapi_config=None,
+        openapi_config=openapi_config(),
         logging_config=None,
         debug=False,
     )

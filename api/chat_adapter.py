@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from msgspec import UNSET
 
@@ -21,13 +23,38 @@ from shared.generation import (
     ToolChoice,
 )
 
-__all__ = ("decode_chat_request", "to_generation")
+__all__ = ("ChatRequestBody", "decode_chat_request", "to_generation")
 
 _decoder = msgspec.json.Decoder(wire.ChatCompletionRequest)
+
+_SUPPORTED_CONTENT = {
+    "anyOf": [
+        {"type": ["string", "null"]},
+        {"type": "array", "items": {"properties": {"type": {"enum": ["text", "image_url", "refusal"]}}}},
+    ]
+}
+ChatRequestBody = Annotated[
+    wire.ChatCompletionRequest,
+    msgspec.Meta(
+        extra_json_schema={
+            "required": ["model", "messages"],
+            "properties": {
+                "model": {"minLength": 1},
+                "messages": {"minItems": 1, "items": {"properties": {"content": _SUPPORTED_CONTENT}}},
+                "n": {"enum": [1, None]},
+                "tools": {"items": {"properties": {"type": {"const": "function"}}}},
+            },
+        }
+    ),
+]
+"""The body as the OpenAPI document describes it: the wire type, and what this module refuses of it."""
 
 
 class _AllowedTools(msgspec.Struct):
     mode: str = "auto"
+
+
+_allowed_tools_decoder = msgspec.json.Decoder(_AllowedTools)
 
 
 def decode_chat_request(body: bytes) -> wire.ChatCompletionRequest:
@@ -101,7 +128,10 @@ def _tool_choice(choice: wire.ChatToolChoice | None, tools: list[FunctionTool]) 
             raise InvalidRequest(f"tool_choice names unknown function '{choice.function.name}'.", param="tool_choice")
         return ToolChoice("function", choice.function.name)
     if isinstance(choice, wire.AllowedToolsChoice):
-        mode = msgspec.json.decode(choice.allowed_tools, type=_AllowedTools).mode
+        try:
+            mode = _allowed_tools_decoder.decode(choice.allowed_tools).mode
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(f"Invalid tool_choice.allowed_tools: {exc}", param="tool_choice") from exc
         return ToolChoice("required" if mode == "required" else "auto")
     raise InvalidRequest("Custom tool choices are not supported.", param="tool_choice")
 

@@ -12,16 +12,45 @@ __all__ = ("decode_body",)
 
 T = TypeVar("T")
 
+_SPARE_LEVELS = 32
+"""Nesting a body must leave unused below the decoder's recursion limit. What it carries as Raw is decoded
+again later a level or two deeper (the worker reads the queued request, a stored response nests the
+request's options in its record) and perhaps on a deeper stack; without room to spare, a body nested just
+under the limit would be accepted here and then fail there."""
+_SHORT = 1024
+"""A shorter body nests at most half as many levels (each takes two bytes), far from the limit: not checked."""
+_skip = msgspec.json.Decoder(msgspec.Raw)
+_OPEN, _CLOSE = b"[" * _SPARE_LEVELS, b"]" * _SPARE_LEVELS
+
 
 def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     if not body.strip():
         raise InvalidRequest("The request body is empty; expected a JSON object.")
+    if not body.isascii():
+        # msgspec checks the UTF-8 of strings only when it decodes them, not of the parts it keeps as Raw,
+        # and says UnicodeDecodeError when it does; so the whole body is checked once, here.
+        try:
+            body.decode()
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"The request body is not valid UTF-8 (byte {exc.start}).") from None
+    if len(body) >= _SHORT:
+        _check_depth(body)
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"Invalid request: {exc}", param=_param(str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+
+
+def _check_depth(body: bytes) -> None:
+    """Refuse a body that would not decode with :data:`_SPARE_LEVELS` more levels around it."""
+    try:
+        _skip.decode(_OPEN + body + _CLOSE)
+    except RecursionError:
+        raise InvalidRequest("The request body is nested too deeply.") from None
+    except msgspec.DecodeError:
+        return  # not JSON at all: the decoding proper says what is wrong with it
 
 
 def _param(message: str) -> str | None:

@@ -8,6 +8,8 @@ response's output becomes history the same way when a later request continues fr
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from msgspec import UNSET
 
@@ -28,13 +30,53 @@ from shared import openai_responses as wire
 from shared.errors import InvalidRequest
 from shared.generation import ContentPart, FunctionTool, ImagePart, Message, Sampling, TextPart, ToolCall, ToolChoice
 
-__all__ = ("ParsedInput", "decode_create_response", "history_from_output", "parse_input", "sampling", "shell", "tools")
+__all__ = (
+    "CreateResponseBody",
+    "ParsedInput",
+    "decode_create_response",
+    "history_from_output",
+    "parse_input",
+    "sampling",
+    "shell",
+    "tools",
+)
 
 _decoder = msgspec.json.Decoder(wire.CreateResponse)
 _encoder = msgspec.json.Encoder()
 _choice_decoder = msgspec.json.Decoder(str | wire.NamedFunctionChoice)
 _text_decoder = msgspec.json.Decoder(wire.TextConfig)
 _reasoning_decoder = msgspec.json.Decoder(wire.ReasoningConfig)
+
+CreateResponseBody = Annotated[
+    wire.CreateResponse,
+    msgspec.Meta(
+        extra_json_schema={
+            "required": ["model"],
+            "properties": {
+                "model": {"minLength": 1},
+                # An item without a type or role is a reference to an item by its id.
+                "input": {
+                    "items": {"type": "object", "anyOf": [{"required": [key]} for key in ("type", "role", "id")]}
+                },
+                "tools": {"items": {"type": "object"}},
+                "conversation": False,
+                "prompt": False,
+            },
+            "anyOf": [
+                {"required": ["input"], "properties": {"input": {"minLength": 1, "minItems": 1}}},
+                {
+                    "required": ["previous_response_id"],
+                    "properties": {"previous_response_id": {"type": "string", "minLength": 1}},
+                },
+            ],
+            "not": {
+                "required": ["background", "store"],
+                "properties": {"background": {"const": True}, "store": {"const": False}},
+            },
+        }
+    ),
+]
+"""The body as the OpenAPI document describes it: the wire type, and what this module refuses of it."""
 
 
 def decode_create_response(body: bytes) -> wire.CreateResponse:

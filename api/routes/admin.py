@@ -20,6 +20,7 @@ import msgspec
 from litestar import Request, Response, delete, get, put
 
 from api.decoding import decode_body
+from api.openapi import documented
 from api.routes._admin import Deleted, json_response, require_admin
 from api.state import GatewayState, gateway_state
 from shared.config import (
@@ -139,19 +140,24 @@ async def _store(state: GatewayState, channel: ChannelConfig) -> None:
     await state.reload_channels()
 
 
-@get([_PATHS], guards=[require_admin])
+@get([_PATHS], guards=[require_admin], operation_class=documented(ChannelList))
 async def list_channels(request: Request[Any, Any, Any]) -> Response[bytes]:
     state = gateway_state(request)
     return json_response(ChannelList([await _view(state, c) for c in await state.channels.effective()]))
 
 
-@get([f"{_PATHS}/{{name:str}}"], guards=[require_admin])
+@get([f"{_PATHS}/{{name:str}}"], guards=[require_admin], operation_class=documented(ChannelView))
 async def get_channel(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
     state = gateway_state(request)
     return json_response(await _view(state, await _find(state, name)))
 
 
-@put([f"{_PATHS}/{{name:str}}"], guards=[require_admin], status_code=200)
+@put(
+    [f"{_PATHS}/{{name:str}}"],
+    guards=[require_admin],
+    status_code=200,
+    operation_class=documented(ChannelView, body=ChannelConfig),
+)
 async def put_channel(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
     state = gateway_state(request)
     channel = decode_body(_channel_decoder, await request.body())
@@ -162,7 +168,7 @@ async def put_channel(request: Request[Any, Any, Any], name: str) -> Response[by
     return json_response(await _view(state, channel))
 
 
-@delete([f"{_PATHS}/{{name:str}}"], guards=[require_admin], status_code=200)
+@delete([f"{_PATHS}/{{name:str}}"], guards=[require_admin], status_code=200, operation_class=documented(Deleted))
 async def delete_channel(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
     state = gateway_state(request)
     await _find(state, name)
@@ -178,7 +184,12 @@ async def _http_channel(state: GatewayState, name: str) -> HttpChannels:
     return channel
 
 
-@put([f"{_PATHS}/{{name:str}}/accounts/{{account:str}}"], guards=[require_admin], status_code=200)
+@put(
+    [f"{_PATHS}/{{name:str}}/accounts/{{account:str}}"],
+    guards=[require_admin],
+    status_code=200,
+    operation_class=documented(ChannelView, body=AccountConfig),
+)
 async def put_account(request: Request[Any, Any, Any], name: str, account: str) -> Response[bytes]:
     state = gateway_state(request)
     channel = await _http_channel(state, name)
@@ -193,7 +204,12 @@ async def put_account(request: Request[Any, Any, Any], name: str, account: str) 
     return json_response(await _view(state, updated))
 
 
-@delete([f"{_PATHS}/{{name:str}}/accounts/{{account:str}}"], guards=[require_admin], status_code=200)
+@delete(
+    [f"{_PATHS}/{{name:str}}/accounts/{{account:str}}"],
+    guards=[require_admin],
+    status_code=200,
+    operation_class=documented(Deleted),
+)
 async def delete_account(request: Request[Any, Any, Any], name: str, account: str) -> Response[bytes]:
     state = gateway_state(request)
     channel = await _http_channel(state, name)

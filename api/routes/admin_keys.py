@@ -25,8 +25,9 @@ from litestar import Request, Response, delete, get, patch, post
 from msgspec import UNSET, UnsetType
 
 from api.access import Access, access_for
-from api.access_store import StoredKey
+from api.access_store import KeyUsage, StoredKey
 from api.decoding import decode_body
+from api.openapi import documented
 from api.routes._admin import Deleted, json_response, require_admin
 from shared.access_config import Count, KeyPolicy
 from shared.errors import Conflict, NotFound
@@ -98,7 +99,9 @@ async def _find(access: Access, name: str) -> KeyPolicy:
     return key
 
 
-@post([_PATHS], guards=[require_admin], status_code=201)
+@post(
+    [_PATHS], guards=[require_admin], status_code=201, operation_class=documented(KeyView, body=KeyPolicy, status=201)
+)
 async def create_key(request: Request[Any, Any, Any]) -> Response[bytes]:
     access = access_for(request)
     policy = decode_body(_policy_decoder, await request.body())
@@ -109,19 +112,19 @@ async def create_key(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(_view(record, secret=secret), status=201)
 
 
-@get([_PATHS], guards=[require_admin])
+@get([_PATHS], guards=[require_admin], operation_class=documented(KeyList))
 async def list_keys(request: Request[Any, Any, Any]) -> Response[bytes]:
     access = access_for(request)
     keys: list[KeyPolicy] = [*access.config.keys, *await access.store.stored()]
     return json_response(KeyList([_view(key) for key in keys]))
 
 
-@get([_ONE], guards=[require_admin])
+@get([_ONE], guards=[require_admin], operation_class=documented(KeyView))
 async def get_key(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
     return json_response(_view(await _find(access_for(request), name)))
 
 
-@patch([_ONE], guards=[require_admin], status_code=200)
+@patch([_ONE], guards=[require_admin], status_code=200, operation_class=documented(KeyView, body=KeyChanges))
 async def update_key(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
     access = access_for(request)
     key = await _find(access, name)
@@ -136,7 +139,7 @@ async def update_key(request: Request[Any, Any, Any], name: str) -> Response[byt
     return json_response(_view(updated))
 
 
-@delete([_ONE], guards=[require_admin], status_code=200)
+@delete([_ONE], guards=[require_admin], status_code=200, operation_class=documented(Deleted))
 async def delete_key(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
     access = access_for(request)
     if _configured(access, name) is not None:
@@ -147,7 +150,7 @@ async def delete_key(request: Request[Any, Any, Any], name: str) -> Response[byt
     return json_response(Deleted(name))
 
 
-@get([f"{_ONE}/usage"], guards=[require_admin])
+@get([f"{_ONE}/usage"], guards=[require_admin], operation_class=documented(KeyUsage))
 async def key_usage(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
     access = access_for(request)
     await _find(access, name)

@@ -11,15 +11,16 @@ from litestar.response import Stream
 from msgspec import UNSET
 
 from api.access import admit
-from api.chat_adapter import decode_chat_request, to_generation
-from api.chat_output import ChatCompletionBuilder, ChatStreamWriter, error_frame
+from api.chat_adapter import ChatRequestBody, decode_chat_request, to_generation
+from api.chat_output import ChatCompletion, ChatCompletionBuilder, ChatCompletionChunk, ChatStreamWriter, error_frame
 from api.identity import client_identity
 from api.limits import check_limits
 from api.middleware import REQUEST_ID_KEY
+from api.openapi import EventStream, documented
 from api.state import gateway_state
 from api.streaming import Relayed, sse_response, unless_client_leaves
 from shared import logs
-from shared.errors import ModelNotFound
+from shared.errors import ErrorBody, ModelNotFound
 from shared.generation import ClientInfo
 from shared.ids import new_generation_id
 
@@ -28,7 +29,15 @@ __all__ = ("chat_completions",)
 _encoder = msgspec.json.Encoder()
 
 
-@post(["/v1/chat/completions", "/chaynsapi/v1/chat/completions"], status_code=200)
+@post(
+    ["/v1/chat/completions", "/chaynsapi/v1/chat/completions"],
+    status_code=200,
+    operation_class=documented(
+        ChatCompletion,
+        body=ChatRequestBody,
+        stream=EventStream("`stream: true`", (ChatCompletionChunk, ErrorBody), last="[DONE]"),
+    ),
+)
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
     admission = await admit(request)
     state = gateway_state(request)

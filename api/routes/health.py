@@ -13,6 +13,7 @@ import msgspec
 from litestar import Request, Response, get
 from redis.exceptions import RedisError
 
+from api.openapi import documented
 from api.state import gateway_state
 from shared.keys import WORKER_HEALTH
 
@@ -36,12 +37,12 @@ class Liveness(msgspec.Struct):
 _encoder = msgspec.json.Encoder()
 
 
-@get("/healthz")
+@get("/healthz", operation_class=documented(Liveness))
 async def healthz() -> Response[bytes]:
     return Response(_encoder.encode(Liveness()), media_type="application/json")
 
 
-@get("/readyz")
+@get("/readyz", operation_class=documented(Readiness, also={503: Readiness}))
 async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
     redis = gateway_state(request).redis
     redis_check: Check = "ok"

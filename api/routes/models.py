@@ -8,6 +8,7 @@ import msgspec
 from litestar import Request, Response, get
 
 from api.access import authenticate
+from api.openapi import documented
 from api.state import gateway_state
 from shared.access_config import KeyPolicy
 from shared.errors import ModelNotFound
@@ -38,7 +39,7 @@ def _visible(key: KeyPolicy | None, model: str) -> bool:
     return key is None or not key.models or model in key.models
 
 
-@get(["/v1/models", "/chaynsapi/v1/models"])
+@get(["/v1/models", "/chaynsapi/v1/models"], operation_class=documented(ModelList))
 async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     key = await authenticate(request)
     catalog = gateway_state(request).catalog
@@ -46,7 +47,7 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(_encoder.encode(body), media_type="application/json")
 
 
-@get(["/v1/models/{model:path}", "/chaynsapi/v1/models/{model:path}"])
+@get(["/v1/models/{model:path}", "/chaynsapi/v1/models/{model:path}"], operation_class=documented(Model))
 async def retrieve_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
     key = await authenticate(request)
     name = model.lstrip("/")

@@ -16,7 +16,8 @@ from api.access import admit, authenticate
 from api.identity import client_identity
 from api.limits import check_limits
 from api.middleware import REQUEST_ID_KEY
-from api.responses_objects import DeletedResponse, InputItemList, ResponseObject, encode_sse
+from api.openapi import EventStream, documented
+from api.responses_objects import DeletedResponse, InputItemList, ResponseObject, StreamEvent, encode_sse
 from api.responses_projection import ResponseProjector
 from api.responses_store import StoredResponse
 from api.state import GatewayState, gateway_state
@@ -39,7 +40,13 @@ def _json(value: msgspec.Struct) -> Response[bytes]:
     return Response(_encoder.encode(value), media_type="application/json")
 
 
-@post(_PATHS, status_code=200)
+@post(
+    _PATHS,
+    status_code=200,
+    operation_class=documented(
+        ResponseObject, body=adapter.CreateResponseBody, stream=EventStream("`stream: true`", (StreamEvent,))
+    ),
+)
 async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
     admission = await admit(request)
     state = gateway_state(request)
@@ -147,7 +154,7 @@ def _final(projector: ResponseProjector) -> Callable[[GenerationEvent], Response
     return feed
 
 
-@get(_ONE)
+@get(_ONE, operation_class=documented(ResponseObject, stream=EventStream("`?stream=true`", (StreamEvent,))))
 async def retrieve_response(
     request: Request[Any, Any, Any], response_id: str, stream: bool = False, starting_after: int | None = None
 ) -> Response[bytes] | Stream:
@@ -175,7 +182,7 @@ async def retrieve_response(
     )
 
 
-@delete(_ONE, status_code=200)
+@delete(_ONE, status_code=200, operation_class=documented(DeletedResponse))
 async def delete_response(request: Request[Any, Any, Any], response_id: str) -> Response[bytes]:
     await authenticate(request)
     state = gateway_state(request)
@@ -185,7 +192,7 @@ async def delete_response(request: Request[Any, Any, Any], response_id: str) -> 
     return _json(DeletedResponse(response_id))
 
 
-@post([f"{path}/cancel" for path in _ONE], status_code=200)
+@post([f"{path}/cancel" for path in _ONE], status_code=200, operation_class=documented(ResponseObject))
 async def cancel_response(request: Request[Any, Any, Any], response_id: str) -> Response[bytes]:
     await authenticate(request)
     state = gateway_state(request)
@@ -206,7 +213,7 @@ async def cancel_response(request: Request[Any, Any, Any], response_id: str) -> 
     return _json(projector.snapshot())
 
 
-@get([f"{path}/input_items" for path in _ONE])
+@get([f"{path}/input_items" for path in _ONE], operation_class=documented(InputItemList))
 async def list_input_items(
     request: Request[Any, Any, Any],
     response_id: str,

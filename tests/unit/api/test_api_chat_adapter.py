@@ -2,10 +2,23 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from api.chat_adapter import decode_chat_request, to_generation
-from shared.errors import InvalidRequest
-from shared.generation import ClientInfo, GenerationRequest, ImagePart, TextPart, ToolChoice
+from api.limits import check_limits
+from shared.config import LimitsConfig
+from shared.errors import GatewayError, InvalidRequest
+from shared.generation import (
+    ClientInfo,
+    GenerationRequest,
+    ImagePart,
+    TextPart,
+    ToolChoice,
+    decode_request,
+    encode_request,
+)
+from tests.request_strategies import any_body, chat_bodies
 
 
 def _convert(body: object) -> GenerationRequest:
@@ -96,3 +109,35 @@ def test_max_completion_tokens_wins() -> None:
         {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5, "max_completion_tokens": 9}
     )
     assert generation.sampling.max_output_tokens == 9
+
+
+@pytest.mark.parametrize("allowed", [None, "auto", [], {"mode": 5}])
+def test_allowed_tools_that_are_not_an_object_with_a_string_mode_are_400s(allowed: object) -> None:
+    # Regression: these raised msgspec.ValidationError, a 500.
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "tool_choice": {"type": "allowed_tools", "allowed_tools": allowed},
+    }
+    with pytest.raises(InvalidRequest) as caught:
+        _convert(body)
+    assert caught.value.param == "tool_choice"
+
+
+def _generation(body: bytes) -> GenerationRequest:
+    """What the route does with a body before queueing it."""
+    request = decode_chat_request(body)
+    generation = to_generation(request, generation_id="g", request_id="r", reply_to="c", created=1, user_agent="ua")
+    check_limits(generation, LimitsConfig())
+    return generation
+
+
+@given(body=st.one_of(chat_bodies, any_body))
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_body_becomes_a_queueable_generation_or_a_4xx(body: bytes) -> None:
+    try:
+        generation = _generation(body)
+    except GatewayError as error:
+        assert 400 <= error.status < 500, error
+        return
+    assert decode_request(encode_request(generation)) == generation

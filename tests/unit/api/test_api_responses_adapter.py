@@ -6,11 +6,27 @@ import json
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from api import responses_adapter as adapter
-from api.responses_objects import FunctionCallOutput, MessageOutput, OutputText
-from shared.errors import InvalidRequest
-from shared.generation import ImagePart, Message, TextPart, ToolCall, ToolChoice
+from api.limits import check_limits
+from api.responses_objects import FunctionCallOutput, MessageOutput, OutputText, ResponseObject
+from api.responses_projection import ResponseProjector
+from api.responses_store import StoredResponse
+from shared.config import LimitsConfig
+from shared.errors import GatewayError, InvalidRequest
+from shared.generation import (
+    GenerationRequest,
+    ImagePart,
+    Message,
+    TextPart,
+    ToolCall,
+    ToolChoice,
+    decode_request,
+    encode_request,
+)
+from tests.request_strategies import any_body, response_bodies
 
 
 def _request(**fields: object) -> adapter.wire.CreateResponse:
@@ -168,3 +184,40 @@ def test_previous_output_becomes_history() -> None:
     ]
     only_call = adapter.history_from_output(output[1:])
     assert only_call == [Message("assistant", tool_calls=[ToolCall("c", "w", "{}")])]
+
+
+def _generation(body: bytes) -> tuple[GenerationRequest, ResponseObject]:
+    """What the route does with a body before queueing it, and the response object it answers with."""
+    request = adapter.decode_create_response(body)
+    parsed = adapter.parse_input(request.input, id_prefix="msg_xi")
+    tools = adapter.tools(request)
+    choice = adapter.tool_choice(request, tools)
+    shell = adapter.shell(request, response_id="resp_x", created_at=1, choice=choice)
+    instructions = [Message("system", [TextPart(request.instructions)])] if request.instructions else []
+    generation = GenerationRequest(
+        id="resp_x",
+        request_id="r",
+        model=request.model,
+        messages=instructions + parsed.messages,
+        reply_to="c",
+        created=1,
+        tools=tools,
+        tool_choice=choice,
+        sampling=adapter.sampling(request),
+    )
+    check_limits(generation, LimitsConfig(), messages_param="input")
+    record = StoredResponse(shell=shell, owner="o", conversation=parsed.messages, input_items=parsed.items)
+    assert msgspec.json.decode(msgspec.json.encode(record), type=StoredResponse) == record
+    return generation, ResponseProjector(shell).snapshot()
+
+
+@given(body=st.one_of(response_bodies, any_body))
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_body_becomes_a_queueable_generation_or_a_4xx(body: bytes) -> None:
+    try:
+        generation, response = _generation(body)
+    except GatewayError as error:
+        assert 400 <= error.status < 500, error
+        return
+    assert decode_request(encode_request(generation)) == generation
+    assert msgspec.json.decode(msgspec.json.encode(response))["id"] == "resp_x"
