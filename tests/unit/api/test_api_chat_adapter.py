@@ -127,7 +127,9 @@ def test_allowed_tools_that_are_not_an_object_with_a_string_mode_are_400s(allowe
 def _generation(body: bytes) -> GenerationRequest:
     """What the route does with a body before queueing it."""
     request = decode_chat_request(body)
-    generation = to_generation(request, generation_id="g", request_id="r", reply_to="c", created=1, user_agent="ua")
+    generation = to_generation(
+        request, generation_id="g", request_id="r", reply_to="c", created=1, client=ClientInfo(user_agent="ua")
+    )
     check_limits(generation, LimitsConfig())
     return generation
 
