@@ -138,6 +138,10 @@ class Subscription:
         self._held[envelope.seq] = envelope.event
         self._arrived.set()
 
+    def ready(self) -> bool:
+        """Whether the next event is already here, so iterating will not wait."""
+        return self._next in self._held
+
     def poke(self) -> None:
         """Make the reader look at the log now (after a reconnect, messages may be missing)."""
         self._arrived.set()

@@ -43,6 +43,10 @@ class Relayed:
         """Once true, finishing no longer cancels the generation; detached work always runs to its end."""
         self._finished = False
 
+    def ready(self) -> bool:
+        """Whether the next event is already here."""
+        return self._subscription.ready()
+
     async def head(self, commit_after_s: float) -> list[GenerationEvent]:
         """Events up to the first output, so a failure before any output can still be an HTTP error.
 
@@ -129,6 +133,7 @@ def sse_response(
     keepalive_s: float,
 ) -> Stream:
     async def body() -> AsyncIterator[bytes]:
+        batch: list[bytes] = []
         try:
             out = opening + b"".join(render(event) for event in head)
             last_write = time.monotonic()
@@ -142,17 +147,23 @@ def sse_response(
                         last_write = time.monotonic()
                         yield _KEEPALIVE
                     continue
-                data = render(event)
-                if data:
-                    last_write = time.monotonic()
-                    yield data
+                batch.append(render(event))
                 if is_done():
                     relayed.ended = True
+                    yield b"".join(batch)
                     return
+                # Events that arrived together leave in one write: one syscall and one wake-up of the
+                # client per batch instead of per token.
+                if not relayed.ready():
+                    data = b"".join(batch)
+                    batch.clear()
+                    if data:
+                        last_write = time.monotonic()
+                        yield data
         except GatewayError as error:
             relayed.ended = True
             ERRORS.labels(str(error.status), error.code or error.type).inc()
-            yield render_error(error)
+            yield b"".join(batch) + render_error(error)
         finally:
             # The client may be gone and this task cancelled: the clean-up must still reach Redis.
             await asyncio.shield(relayed.finish())

@@ -42,23 +42,41 @@ class EventEmitter:
         self._seq = 0
         self._flusher: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     async def send(self, event: GenerationEvent) -> None:
-        if self._failure is not None:
-            raise self._failure
-        self._pending.append((self._seq, encode_envelope(Envelope(self._generation_id, self._seq, event))))
-        self._seq += 1
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        self._queue(event)
+        self._start_flush()
         if len(self._pending) > _BACKLOG_LIMIT:
             await self.drain()
 
+    def announce(self, event: GenerationEvent, *, within_s: float) -> None:
+        """Queue ``event`` to go out with the next one, or alone after ``within_s``: an upstream that
+        answers at once then costs no write of its own, nor a wake-up of the API, while its first token
+        is on the way."""
+        self._queue(event)
+        self._timer = asyncio.get_running_loop().call_later(within_s, self._start_flush)
+
     async def drain(self) -> None:
         """Wait until everything sent so far is in Redis; raise what stopped it if it could not be."""
+        self._start_flush()
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
         if self._failure is not None:
             raise self._failure
+
+    def _queue(self, event: GenerationEvent) -> None:
+        if self._failure is not None:
+            raise self._failure
+        self._pending.append((self._seq, encode_envelope(Envelope(self._generation_id, self._seq, event))))
+        self._seq += 1
+
+    def _start_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
         try:

@@ -2,9 +2,9 @@
 
 arq alone polls its queue every ``poll_delay``; measured, that adds ~270 ms at the default. Here each
 enqueue also publishes the job id on :data:`~shared.keys.WAKE_CHANNEL`; one pub/sub connection per
-worker process hands it to the worker, which claims that job at once with one Lua call (``claim.lua``,
-arq's WATCH/MULTI claim in a single round trip). Polling stays as the fallback, so a lost wake-up
-costs at most ``poll_delay``. The same connection receives cancellations.
+worker process hands it to the worker, which claims that job and reads it at once with one Lua call
+(``claim.lua``; arq needs five round trips to claim, read and finish a job). Polling stays as the
+fallback, so a lost wake-up costs at most ``poll_delay``. The same connection receives cancellations.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 
 import msgspec
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import in_progress_key_prefix
+from arq.constants import job_key_prefix
+from arq.jobs import SerializationError, deserialize_job_raw
 from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from redis.commands.core import AsyncScript
@@ -64,6 +65,8 @@ class GatewayWorker(Worker):
         super().__init__(*args, **kwargs)
         self.wake = asyncio.Event()
         self._woken: list[bytes] = []
+        self._left_queued = False
+        """Wake-ups were dropped for want of a free slot: poll the queue as soon as one frees."""
         self._claim: AsyncScript | None = None
 
     def wake_for(self, job_id: bytes) -> None:
@@ -98,31 +101,51 @@ class GatewayWorker(Worker):
                     await self.wake.wait()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's ``start_jobs``, claiming each job with one script call instead of four round trips."""
+        """arq's ``start_jobs``, claiming each job and reading it with one script call instead of five
+        round trips."""
         assert self._claim is not None
         for job_id_bytes in job_ids:
             await self.sem.acquire()
             if self.job_counter >= self.max_jobs:
                 self.sem.release()
+                self._left_queued = True
                 return
             self.job_counter += 1
             job_id = job_id_bytes.decode()
-            score = await self._claim(
-                keys=[in_progress_key_prefix + job_id, self.queue_name],
-                args=[job_id, timestamp_ms(), int(self.in_progress_timeout_s * 1000)],
-            )
-            if not score:
+            payload = await self._claim(keys=[job_key_prefix + job_id, self.queue_name], args=[job_id, timestamp_ms()])
+            if payload is None:
                 self.job_counter -= 1
                 self.sem.release()
                 continue
-            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            task = self.loop.create_task(self.run_claimed(job_id, payload))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
 
+    async def run_claimed(self, job_id: str, payload: bytes) -> None:
+        """arq's ``run_job`` for a claimed job, without its fetch, retry and result bookkeeping: a
+        generation runs once, returns nothing and reports its own failures in its event log."""
+        try:
+            name, args, kwargs, _, _ = deserialize_job_raw(payload, deserializer=self.job_deserializer)
+            function = self.functions[name]
+        except (SerializationError, KeyError) as exc:
+            self.jobs_failed += 1
+            log.error("job %s cannot be run: %r", job_id, exc)
+            return
+        try:
+            async with asyncio.timeout(self.job_timeout_s):
+                await function.coroutine({**self.ctx, "job_id": job_id}, *args, **kwargs)
+        except TimeoutError:
+            self.jobs_failed += 1
+            log.warning("job %s stopped after its timeout of %g s", job_id, self.job_timeout_s)
+        else:
+            self.jobs_complete += 1
+
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
-        # A slot freed up: jobs that waited for one should not wait for the next timer tick.
-        self.wake.set()
+        if self._left_queued:
+            # Jobs wait in the queue for this slot: look for them now, not at the next timer tick.
+            self._left_queued = False
+            self.wake.set()
 
 
 class _Control:

@@ -38,6 +38,10 @@ __all__ = ("GenerationRunner",)
 
 log = logging.getLogger(__name__)
 
+_ANNOUNCE_START_S = 0.05
+"""How long ``Started`` may wait to share a write with the first output; the API only needs it to tell
+a long queue wait from a long first token."""
+
 _STOP_ERRORS: dict[str, GatewayError] = {
     "cancelled": ClientClosed("The request was cancelled."),
     "shutdown": ServiceUnavailable("The worker shut down before the generation finished.", code="worker_shutdown"),
@@ -162,7 +166,8 @@ class GenerationRunner:
     ) -> str:
         """Run the generation to its terminal event; say how it ended (the ``outcome`` metric label)."""
         try:
-            await emitter.send(Started(self.worker_id))
+            emitter.announce(Started(self.worker_id), within_s=_ANNOUNCE_START_S)
+            waiting_for_first = True
             async with contextlib.aclosing(self._router.stream(request, turn)) as outputs:
                 async for output in outputs:
                     if isinstance(output, Finished):
@@ -178,6 +183,11 @@ class GenerationRunner:
                         turn.observe(output)
                     tally.observe(output)
                     await emitter.send(output)
+                    if waiting_for_first:
+                        # The first token leaves before the provider reads on: an upstream that has
+                        # already sent more would otherwise be parsed first, all of it.
+                        waiting_for_first = False
+                        await emitter.drain()
             await emitter.drain()
         except GatewayError as error:
             await self._fail(request, emitter, error, turn)

@@ -1,16 +1,17 @@
--- Claim an arq job for this worker, as arq's own start_jobs does with WATCH/MULTI, in one round trip.
--- KEYS[1] arq in-progress key of the job, KEYS[2] the queue; ARGV[1] job id, ARGV[2] now (ms),
--- ARGV[3] in-progress TTL (ms). Returns the job's queue score, or false if it is not claimable.
--- Unlike arq, the claim takes the job off the queue: a generation runs at most once (a dead worker's
--- are reported through their leases, never re-run), and every poll of every worker would otherwise
--- read and re-check each running job.
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return false
-end
+-- Claim a queued arq job for this worker and hand over its payload, in one round trip.
+-- KEYS[1] the job's arq key, KEYS[2] the queue; ARGV[1] job id, ARGV[2] now (ms).
+-- Returns the job's payload, or false if it is not claimable (taken, not due yet, or expired).
+-- Unlike arq, the claim takes the job off the queue and deletes it: a generation runs at most once
+-- (a dead worker's are reported through their leases, never re-run), so nothing of the job is left
+-- to clean up afterwards, and no poll of any worker reads a running job again.
 local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then
   return false
 end
-redis.call('PSETEX', KEYS[1], ARGV[3], '1')
 redis.call('ZREM', KEYS[2], ARGV[1])
-return score
+local payload = redis.call('GET', KEYS[1])
+if not payload then
+  return false
+end
+redis.call('DEL', KEYS[1])
+return payload

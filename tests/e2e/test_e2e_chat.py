@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
 import openai
@@ -21,6 +22,10 @@ WEATHER_TOOL = {
     "type": "function",
     "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
 }
+
+
+def _chat(client: openai.OpenAI, *, stream: bool) -> Any:
+    return client.chat.completions.create(model="fake-model", messages=MESSAGES, stream=stream)
 
 
 def test_models_are_listed_and_retrievable(client: openai.OpenAI) -> None:
@@ -92,6 +97,27 @@ def test_deltas_are_relayed_as_the_upstream_sends_them(redis_url: str) -> None:
     assert len(arrivals) == 20
     assert arrivals[0] < 0.5
     assert arrivals[-1] >= 1.8
+
+
+def test_upstream_connections_are_kept_alive(client: openai.OpenAI, upstream: RunningFakeUpstream) -> None:
+    """A stream read to its last event leaves its connection in the worker's pool, so the next call
+    pays no new TCP handshake (and, to a real provider, no TLS handshake)."""
+
+    def connections() -> int:
+        count: int = httpx.get(f"{upstream.root_url}/_stats").json()["connections"]
+        return count
+
+    def ask(stream: bool) -> None:
+        if stream:
+            assert "".join(c.choices[0].delta.content or "" for c in _chat(client, stream=True) if c.choices)
+        else:
+            assert _chat(client, stream=False).choices[0].message.content
+
+    ask(stream=True)
+    opened = connections()
+    for stream in (True, False, True, True, False, True):
+        ask(stream)
+    assert connections() == opened
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -22,7 +22,8 @@ The reply depends only on the request, so tests need no side channel. By ``model
 
 Usage: prompt tokens = words in all message texts, completion tokens = chunks sent. ``GET /_stats``
 returns counters: streams served, streams ``open`` now, streams whose client disconnected before their
-end (``disconnects``), and requests per model (``by_model``).
+end (``disconnects``), client ``connections`` ever opened (other than for ``/_stats``), and requests
+per model (``by_model``).
 
     python -m tests.fakes.openai_upstream --port 0 [--chunks N] [--chunk-delay S]
 """
@@ -142,6 +143,7 @@ class FakeUpstream:
         self.settings = settings
         self.stats = {"requests": 0, "streams": 0, "open": 0, "disconnects": 0, "paused": 0, "pause_timeouts": 0}
         self.by_model: dict[str, int] = {}
+        self._peers: set[tuple[str, int]] = set()
         self._release = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -152,8 +154,11 @@ class FakeUpstream:
             return
         path, method = scope["path"], scope["method"]
         if method == "GET" and path == "/_stats":
-            await self._reply(send, 200, _encoder.encode({**self.stats, "by_model": self.by_model}))
-        elif method == "POST" and path == "/_release":
+            stats = {**self.stats, "connections": len(self._peers), "by_model": self.by_model}
+            await self._reply(send, 200, _encoder.encode(stats))
+            return
+        self._peers.add(tuple(scope["client"]))
+        if method == "POST" and path == "/_release":
             self._release.set()
             await self._reply(send, 200, b"{}")
         elif method == "GET" and path.endswith("/models"):

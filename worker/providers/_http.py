@@ -3,6 +3,7 @@ upstream HTTP failures into gateway errors."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 __all__ = ("HttpEndpoint", "bearer_headers", "error_from_response", "error_from_transport")
 
 ErrorMapper = Callable[[str, int, httpx.Headers, bytes], GatewayError]
+
+_DRAIN_S = 0.5
+_DRAIN_BYTES = 64 * 1024
 
 
 class _UpstreamErrorDetail(msgspec.Struct):
@@ -99,7 +103,8 @@ class HttpEndpoint:
         """The upstream's successful response to ``body``, closed on exit (which stops a stream).
 
         An error status raises the mapped gateway error; a transport failure, also while the caller
-        reads the body, raises :func:`error_from_transport`'s.
+        reads the body, raises :func:`error_from_transport`'s. A caller that stops reading after its
+        protocol's last event leaves the connection reusable (see :func:`_drain`).
         """
         request = httpx.Request(
             "POST", self._url, headers=[*self._headers, *headers], content=body, extensions={"timeout": self._timeout}
@@ -110,11 +115,28 @@ class HttpEndpoint:
                 if response.status_code >= 400:
                     raise self._on_error(self.name, response.status_code, response.headers, await response.aread())
                 yield response
+                await _drain(response)
         except httpx.TransportError as exc:
             raise error_from_transport(self.name, exc) from exc
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read what is left of a body whose last event has been seen (an SSE stream's end marker is
+    followed by the end of the chunked body), so that closing it returns the connection to the pool.
+    Closed early, the connection is dropped and the next call pays a new TCP and TLS handshake. An
+    upstream that keeps sending, or does not end the body soon, just loses its connection."""
+    if response.is_closed:
+        return
+    received = 0
+    with contextlib.suppress(httpx.HTTPError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_S):
+            async for data in response.stream:  # type: ignore[union-attr]
+                received += len(data)
+                if received > _DRAIN_BYTES:
+                    return
 
 
 def bearer_headers(call: UpstreamCall) -> list[tuple[str, str]]:

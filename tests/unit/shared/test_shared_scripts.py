@@ -42,13 +42,17 @@ async def test_emit_appends_publishes_and_refuses_when_fenced(fake_redis: fakere
     await pubsub.aclose()
 
 
-async def test_claim_takes_a_queued_job_once(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+async def test_claim_takes_a_queued_job_once_and_hands_over_its_payload(fake_redis: fakeredis.FakeAsyncRedis) -> None:
     scripts = Scripts(fake_redis)
-    await fake_redis.zadd("q", {"job": 1000})
-    claim = {"keys": ["arq:in-progress:job", "q"], "args": ["job", 2000, 30000]}
-    assert float(await scripts.claim(**claim)) == 1000
+    await fake_redis.zadd("q", {"job": 1000, "later": 5000, "expired": 1000})
+    await fake_redis.set("arq:job:job", b"payload")
+    await fake_redis.set("arq:job:later", b"later payload")
+    claim = {"keys": ["arq:job:job", "q"], "args": ["job", 2000]}
+    assert await scripts.claim(**claim) == b"payload"
     assert await fake_redis.zscore("q", "job") is None, "a claimed job left the queue"
+    assert not await fake_redis.exists("arq:job:job"), "nothing of a claimed job is left to clean up"
     assert await scripts.claim(**claim) is None
-    await fake_redis.zadd("q", {"later": 5000})
-    assert await scripts.claim(keys=["arq:in-progress:later", "q"], args=["later", 2000, 30000]) is None
-    assert await scripts.claim(keys=["arq:in-progress:gone", "q"], args=["gone", 2000, 30000]) is None
+    assert await scripts.claim(keys=["arq:job:later", "q"], args=["later", 2000]) is None, "not due yet"
+    assert await scripts.claim(keys=["arq:job:expired", "q"], args=["expired", 2000]) is None
+    assert await fake_redis.zscore("q", "expired") is None, "an expired job is dropped from the queue"
+    assert await scripts.claim(keys=["arq:job:gone", "q"], args=["gone", 2000]) is None
