@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from shared.events import Envelope, GenerationEvent, encode_envelope
+from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, encode_envelope
 from worker.lease import LeaseLost
 
 if TYPE_CHECKING:
     from shared.keys import GenerationKeys
     from shared.scripts import Scripts
+    from worker.lease import GenerationLease
 
 __all__ = ("EventEmitter",)
 
@@ -30,14 +31,15 @@ class EventEmitter:
         keys: GenerationKeys,
         *,
         generation_id: str,
-        token: str,
+        lease: GenerationLease,
         channel: str,
         ttl_s: int,
     ) -> None:
         self._scripts = scripts
         self._keys = [keys.events, keys.lease]
         self._generation_id = generation_id
-        self._head: list[str | int] = [token, ttl_s * 1000, channel]
+        self._lease = lease
+        self._head: list[str | int] = [lease.token, ttl_s * 1000, channel]
         self._pending: list[tuple[int, bytes]] = []
         self._seq = 0
         self._flusher: asyncio.Task[None] | None = None
@@ -70,6 +72,8 @@ class EventEmitter:
             raise self._failure
         self._pending.append((self._seq, encode_envelope(Envelope(self._generation_id, self._seq, event))))
         self._seq += 1
+        if isinstance(event, TERMINAL_EVENTS):
+            self._lease.ending = True
 
     def _start_flush(self) -> None:
         if self._timer is not None:
@@ -82,11 +86,15 @@ class EventEmitter:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                args: list[str | int | bytes] = [*self._head, b"[" + b",".join(data for _, data in batch) + b"]"]
+                # The terminal event is queued last, so the batch taken after it carries it.
+                final = self._lease.ending and not self._pending
+                published = b"[" + b",".join(data for _, data in batch) + b"]"
+                args: list[str | int | bytes] = [*self._head, int(final), published]
                 for seq, data in batch:
                     args += (seq, data)
                 if not await self._scripts.emit(keys=self._keys, args=args):
                     raise LeaseLost(self._generation_id)
+                self._lease.released = final
         except Exception as exc:  # surfaced to the sender by send() and drain()
             self._failure = exc
             self._pending.clear()

@@ -42,6 +42,9 @@ class GenerationLease:
         self._keys = keys
         self.token = token
         self._ttl_ms = int(ttl_s * 1000)
+        self.ending = False
+        """The terminal event is on its way and drops the lease with it: nothing is left to keep alive."""
+        self.released = False
 
     async def acquire(self) -> Acquired:
         result = await self._scripts.acquire(
@@ -52,7 +55,8 @@ class GenerationLease:
     async def keep(self, on_stop: Callable[[str], None], turn: SessionTurn | None = None) -> None:
         """Renew every third of the TTL until cancelled; call ``on_stop(reason)`` if the run must end.
 
-        The session gate of ``turn``, if any, is renewed with the lease: they expire together.
+        The session gate of ``turn``, if any, is renewed with the lease: they expire together. Once the
+        terminal event is on its way (``ending``), a lease found gone or cancelled stops nothing.
         """
         interval = self._ttl_ms / 3000
         if turn is not None:
@@ -65,6 +69,8 @@ class GenerationLease:
                 state = await self._scripts.renew(
                     keys=[self._keys.lease, self._keys.cancel], args=[self.token, self._ttl_ms]
                 )
+                if self.ending:
+                    return
                 if state == 1 and turn is not None and not await turn.hold(self._ttl_ms):
                     on_stop("superseded")
                     return
@@ -80,4 +86,6 @@ class GenerationLease:
                 return
 
     async def release(self) -> None:
-        await self._scripts.release(keys=[self._keys.lease], args=[self.token])
+        if not self.released:
+            await self._scripts.release(keys=[self._keys.lease], args=[self.token])
+            self.released = True

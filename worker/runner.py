@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from shared import logs
 from shared.errors import ClientClosed, Conflict, GatewayError, InternalError, ServiceUnavailable
-from shared.events import Failed, Finished, Started
+from shared.events import Failed, Finished, Started, Usage
 from shared.keys import GenerationKeys
 from shared.usage import UsageLedger
 from worker.accounting import Tally
@@ -38,9 +38,8 @@ __all__ = ("GenerationRunner",)
 
 log = logging.getLogger(__name__)
 
-_ANNOUNCE_START_S = 0.05
-"""How long ``Started`` may wait to share a write with the first output; the API only needs it to tell
-a long queue wait from a long first token."""
+_ANNOUNCE_S = 0.05
+"""How long an event nobody waits for (``Started``, ``Usage``) may wait to share a write with the next."""
 
 _STOP_ERRORS: dict[str, GatewayError] = {
     "cancelled": ClientClosed("The request was cancelled."),
@@ -90,7 +89,7 @@ class GenerationRunner:
         if await lease.acquire() is not Acquired.TAKEN:
             return
         emitter = EventEmitter(
-            self._scripts, keys, generation_id=generation_id, token=lease.token, channel="", ttl_s=self._event_ttl
+            self._scripts, keys, generation_id=generation_id, lease=lease, channel="", ttl_s=self._event_ttl
         )
         log.error("generation %s rejected: %s", generation_id, message)
         try:
@@ -115,7 +114,7 @@ class GenerationRunner:
             self._scripts,
             keys,
             generation_id=request.id,
-            token=lease.token,
+            lease=lease,
             channel=request.reply_to,
             ttl_s=request.retain_s or self._event_ttl,
         )
@@ -166,7 +165,7 @@ class GenerationRunner:
     ) -> str:
         """Run the generation to its terminal event; say how it ended (the ``outcome`` metric label)."""
         try:
-            emitter.announce(Started(self.worker_id), within_s=_ANNOUNCE_START_S)
+            emitter.announce(Started(self.worker_id), within_s=_ANNOUNCE_S)
             waiting_for_first = True
             async with contextlib.aclosing(self._router.stream(request, turn)) as outputs:
                 async for output in outputs:
@@ -182,7 +181,11 @@ class GenerationRunner:
                     elif turn is not None:
                         turn.observe(output)
                     tally.observe(output)
-                    await emitter.send(output)
+                    if isinstance(output, Usage):
+                        # Nobody needs usage before the end, which follows: one write for both.
+                        emitter.announce(output, within_s=_ANNOUNCE_S)
+                    else:
+                        await emitter.send(output)
                     if waiting_for_first:
                         # The first token leaves before the provider reads on: an upstream that has
                         # already sent more would otherwise be parsed first, all of it.

@@ -28,7 +28,9 @@ async def test_emit_appends_publishes_and_refuses_when_fenced(fake_redis: fakere
     pubsub = fake_redis.pubsub()
     await pubsub.subscribe("relay")
     assert (
-        await scripts.emit(keys=[keys.events, keys.lease], args=["owner", 60000, "relay", b"[a,b]", 0, b"a", 1, b"b"])
+        await scripts.emit(
+            keys=[keys.events, keys.lease], args=["owner", 60000, "relay", 0, b"[a,b]", 0, b"a", 1, b"b"]
+        )
         == 1
     )
     entries = await fake_redis.xrange(keys.events)
@@ -37,8 +39,12 @@ async def test_emit_appends_publishes_and_refuses_when_fenced(fake_redis: fakere
     messages = [await pubsub.get_message(timeout=1) for _ in range(2)]
     assert messages[1] is not None and messages[1]["data"] == b"[a,b]"
     await fake_redis.set(keys.lease, "usurper")
-    assert await scripts.emit(keys=[keys.events, keys.lease], args=["owner", 60000, "relay", b"[c]", 2, b"c"]) == 0
+    assert await scripts.emit(keys=[keys.events, keys.lease], args=["owner", 60000, "relay", 0, b"[c]", 2, b"c"]) == 0
     assert await fake_redis.xlen(keys.events) == 2
+    await fake_redis.set(keys.lease, "owner")
+    assert await scripts.emit(keys=[keys.events, keys.lease], args=["owner", 60000, "relay", 1, b"[c]", 2, b"c"]) == 1
+    assert await fake_redis.xlen(keys.events) == 3
+    assert not await fake_redis.exists(keys.lease), "the last batch drops the lease"
     await pubsub.aclose()
 
 

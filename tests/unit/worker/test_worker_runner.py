@@ -20,7 +20,7 @@ from shared.usage import Billing
 from tests.pubsub import next_message
 from tests.runners import build_runner
 from worker.emitter import EventEmitter
-from worker.lease import LeaseLost
+from worker.lease import Acquired, GenerationLease, LeaseLost
 from worker.metrics import GENERATIONS
 from worker.providers import Provider, ProviderOutput, ProviderRegistry, UpstreamCall
 from worker.runner import GenerationRunner
@@ -110,7 +110,8 @@ async def test_emitter_batches_and_reports_fencing(fake_redis: fakeredis.FakeAsy
     await fake_redis.set(keys.lease, "token")
     pubsub = fake_redis.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe("relay")
-    emitter = EventEmitter(Scripts(fake_redis), keys, generation_id="g6", token="token", channel="relay", ttl_s=60)
+    lease = GenerationLease(Scripts(fake_redis), keys, "token", ttl_s=10)
+    emitter = EventEmitter(Scripts(fake_redis), keys, generation_id="g6", lease=lease, channel="relay", ttl_s=60)
     for word in ("a", "b", "c"):
         await emitter.send(TextDelta(word))
     await emitter.drain()
@@ -126,6 +127,25 @@ async def test_emitter_batches_and_reports_fencing(fake_redis: fakeredis.FakeAsy
         raise AssertionError("a fenced-out emitter must fail")
     assert await fake_redis.xlen(keys.events) == 3
     await pubsub.aclose()
+
+
+async def test_emitter_holds_announced_events_and_ends_with_the_lease(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    keys = GenerationKeys("g7")
+    scripts = Scripts(fake_redis)
+    lease = GenerationLease(scripts, keys, "token", ttl_s=10)
+    assert await lease.acquire() is Acquired.TAKEN
+    emitter = EventEmitter(scripts, keys, generation_id="g7", lease=lease, channel="relay", ttl_s=60)
+    emitter.announce(Started("w1"), within_s=10)
+    await asyncio.sleep(0.05)
+    assert await fake_redis.xlen(keys.events) == 0, "an announced event waits for the next one"
+    await emitter.send(TextDelta("a"))
+    emitter.announce(Usage(input_tokens=1, output_tokens=1), within_s=0.01)
+    await asyncio.sleep(0.1)
+    assert [e.seq for e in await _log(fake_redis, "g7")] == [0, 1, 2], "or goes alone once its time is up"
+    await emitter.send(Finished("stop"))
+    await emitter.drain()
+    assert lease.released and not await fake_redis.exists(keys.lease), "the terminal batch drops the lease"
+    await lease.release()  # nothing left to do, no error
 
 
 async def _billed(redis: fakeredis.FakeAsyncRedis, generation_id: str) -> GenerationRequest:
