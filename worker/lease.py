@@ -45,12 +45,19 @@ class GenerationLease:
         self.ending = False
         """The terminal event is on its way and drops the lease with it: nothing is left to keep alive."""
         self.released = False
+        self._acquired: Acquired | None = None
+        self.acquire_keys = [keys.lease, keys.cancel]
+        self.acquire_args: list[str | int] = [token, self._ttl_ms]
+        """What ``acquire.lua`` takes; ``claim.lua`` takes the same to acquire the lease with the job."""
+
+    def acquired_with_claim(self, answer: int) -> None:
+        """Record the lease taken (or not) by the job's claim, so :meth:`acquire` needs no round trip."""
+        self._acquired = Acquired(answer)
 
     async def acquire(self) -> Acquired:
-        result = await self._scripts.acquire(
-            keys=[self._keys.lease, self._keys.cancel], args=[self.token, self._ttl_ms]
-        )
-        return Acquired(int(result))
+        if self._acquired is None:
+            self._acquired = Acquired(int(await self._scripts.acquire(keys=self.acquire_keys, args=self.acquire_args)))
+        return self._acquired
 
     async def keep(self, on_stop: Callable[[str], None], turn: SessionTurn | None = None) -> None:
         """Renew every third of the TTL until cancelled; call ``on_stop(reason)`` if the run must end.

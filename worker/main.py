@@ -2,8 +2,8 @@
 
 arq alone polls its queue every ``poll_delay``; measured, that adds ~270 ms at the default. Here each
 enqueue also publishes the job id on :data:`~shared.keys.WAKE_CHANNEL`; one pub/sub connection per
-worker process hands it to the worker, which claims that job and reads it at once with one Lua call
-(``claim.lua``; arq needs five round trips to claim, read and finish a job). Polling stays as the
+worker process hands it to the worker, which at once claims that job, reads it and takes its lease with
+one Lua call (``claim.lua``; arq needs five round trips to claim, read and finish a job). Polling stays as the
 fallback, so a lost wake-up costs at most ``poll_delay``. The same connection receives cancellations.
 """
 
@@ -33,6 +33,7 @@ from shared.generation import decode_request
 from shared.queue import deserialize_job, serialize_job_envelope
 from shared.scripts import Scripts
 from worker.cooldowns import Cooldowns
+from worker.lease import GenerationLease
 from worker.metrics import serve_metrics
 from worker.providers import default_registry
 from worker.routing import Router
@@ -50,12 +51,16 @@ _CHANNEL_POLL_S = 5.0
 async def generate(ctx: dict[str, Any], payload: bytes) -> None:
     """The arq job: run one generation. It never raises, so arq never retries it."""
     runner: GenerationRunner = ctx["runner"]
+    lease: GenerationLease | None = ctx.get("lease")
     try:
         request = decode_request(payload)
     except msgspec.DecodeError as exc:
-        await runner.reject(ctx["job_id"], f"The worker could not read the request ({exc}).")
+        await runner.reject(ctx["job_id"], f"The worker could not read the request ({exc}).", lease)
         return
-    await runner.run(request)
+    if request.id != ctx["job_id"]:
+        await runner.reject(ctx["job_id"], f"The job carried another generation ({request.id}).", lease)
+        return
+    await runner.run(request, lease)
 
 
 class GatewayWorker(Worker):
@@ -101,8 +106,8 @@ class GatewayWorker(Worker):
                     await self.wake.wait()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's ``start_jobs``, claiming each job and reading it with one script call instead of five
-        round trips."""
+        """arq's ``start_jobs``, claiming each job, reading it and taking its lease with one script call
+        (arq needs five round trips for its part alone)."""
         assert self._claim is not None
         for job_id_bytes in job_ids:
             await self.sem.acquire()
@@ -112,16 +117,27 @@ class GatewayWorker(Worker):
                 return
             self.job_counter += 1
             job_id = job_id_bytes.decode()
-            payload = await self._claim(keys=[job_key_prefix + job_id, self.queue_name], args=[job_id, timestamp_ms()])
-            if payload is None:
+            lease = self.runner.new_lease(job_id)
+            claimed = await self._claim(
+                keys=[job_key_prefix + job_id, self.queue_name, *lease.acquire_keys],
+                args=[job_id, timestamp_ms(), *lease.acquire_args],
+            )
+            if claimed is None:
                 self.job_counter -= 1
                 self.sem.release()
                 continue
-            task = self.loop.create_task(self.run_claimed(job_id, payload))
+            payload, answer = claimed
+            lease.acquired_with_claim(int(answer))
+            task = self.loop.create_task(self.run_claimed(job_id, payload, lease))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
 
-    async def run_claimed(self, job_id: str, payload: bytes) -> None:
+    @property
+    def runner(self) -> GenerationRunner:
+        runner: GenerationRunner = self.ctx["runner"]
+        return runner
+
+    async def run_claimed(self, job_id: str, payload: bytes, lease: GenerationLease) -> None:
         """arq's ``run_job`` for a claimed job, without its fetch, retry and result bookkeeping: a
         generation runs once, returns nothing and reports its own failures in its event log."""
         try:
@@ -133,7 +149,7 @@ class GatewayWorker(Worker):
             return
         try:
             async with asyncio.timeout(self.job_timeout_s):
-                await function.coroutine({**self.ctx, "job_id": job_id}, *args, **kwargs)
+                await function.coroutine({**self.ctx, "job_id": job_id, "lease": lease}, *args, **kwargs)
         except TimeoutError:
             self.jobs_failed += 1
             log.warning("job %s stopped after its timeout of %g s", job_id, self.job_timeout_s)

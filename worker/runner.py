@@ -78,14 +78,19 @@ class GenerationRunner:
         task.cancel()
         return True
 
-    async def reject(self, generation_id: str, message: str) -> None:
+    def new_lease(self, generation_id: str) -> GenerationLease:
+        """A lease on ``generation_id`` for this worker, not taken yet."""
+        token = f"{self.worker_id}:{os.urandom(6).hex()}"
+        return GenerationLease(self._scripts, GenerationKeys(generation_id), token, self._lease_ttl)
+
+    async def reject(self, generation_id: str, message: str, lease: GenerationLease | None = None) -> None:
         """Fail a generation whose request cannot be run at all (e.g. an API newer than this worker).
 
         Its reply channel is unknown, so the failure goes to the log only; the API finds it there at
         its next idle check.
         """
         keys = GenerationKeys(generation_id)
-        lease = GenerationLease(self._scripts, keys, f"{self.worker_id}:{os.urandom(6).hex()}", self._lease_ttl)
+        lease = lease or self.new_lease(generation_id)
         if await lease.acquire() is not Acquired.TAKEN:
             return
         emitter = EventEmitter(
@@ -98,11 +103,12 @@ class GenerationRunner:
         finally:
             await self._release(lease)
 
-    async def run(self, request: GenerationRequest) -> None:
+    async def run(self, request: GenerationRequest, lease: GenerationLease | None = None) -> None:
+        """Run ``request`` under ``lease`` (one of :meth:`new_lease`, perhaps taken with the job's claim)."""
         logs.request_id.set(request.request_id)
         logs.generation_id.set(request.id)
         keys = GenerationKeys(request.id)
-        lease = GenerationLease(self._scripts, keys, f"{self.worker_id}:{os.urandom(6).hex()}", self._lease_ttl)
+        lease = lease or self.new_lease(request.id)
         turn = self._turn(request)
         acquired = await lease.acquire()
         if acquired is not Acquired.TAKEN:

@@ -48,17 +48,28 @@ async def test_emit_appends_publishes_and_refuses_when_fenced(fake_redis: fakere
     await pubsub.aclose()
 
 
-async def test_claim_takes_a_queued_job_once_and_hands_over_its_payload(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+async def test_claim_takes_a_queued_job_once_with_its_payload_and_lease(fake_redis: fakeredis.FakeAsyncRedis) -> None:
     scripts = Scripts(fake_redis)
-    await fake_redis.zadd("q", {"job": 1000, "later": 5000, "expired": 1000})
-    await fake_redis.set("arq:job:job", b"payload")
-    await fake_redis.set("arq:job:later", b"later payload")
-    claim = {"keys": ["arq:job:job", "q"], "args": ["job", 2000]}
-    assert await scripts.claim(**claim) == b"payload"
+    await fake_redis.zadd("q", {"job": 1000, "later": 5000, "expired": 1000, "stopped": 1000})
+    for job in ("job", "later", "stopped"):
+        await fake_redis.set(f"arq:job:{job}", f"{job} payload")
+
+    async def claim(job: str) -> list[bytes | int] | None:
+        keys = GenerationKeys(job)
+        answer: list[bytes | int] | None = await scripts.claim(
+            keys=[f"arq:job:{job}", "q", keys.lease, keys.cancel], args=[job, 2000, "token", 10000]
+        )
+        return answer
+
+    assert await claim("job") == [b"job payload", 1]
+    assert await fake_redis.get(GenerationKeys("job").lease) == b"token", "the lease is taken with the job"
     assert await fake_redis.zscore("q", "job") is None, "a claimed job left the queue"
     assert not await fake_redis.exists("arq:job:job"), "nothing of a claimed job is left to clean up"
-    assert await scripts.claim(**claim) is None
-    assert await scripts.claim(keys=["arq:job:later", "q"], args=["later", 2000]) is None, "not due yet"
-    assert await scripts.claim(keys=["arq:job:expired", "q"], args=["expired", 2000]) is None
+    assert await claim("job") is None
+    assert await claim("later") is None, "not due yet"
+    assert await claim("expired") is None
     assert await fake_redis.zscore("q", "expired") is None, "an expired job is dropped from the queue"
-    assert await scripts.claim(keys=["arq:job:gone", "q"], args=["gone", 2000]) is None
+    assert await claim("gone") is None
+    await fake_redis.set(GenerationKeys("stopped").cancel, 1)
+    assert await claim("stopped") == [b"stopped payload", -1], "cancelled before it started"
+    assert not await fake_redis.exists(GenerationKeys("stopped").lease)
