@@ -99,6 +99,11 @@ class AgentXmlTurn:
         """The text outside tool elements."""
         self.outcomes: list[Outcome] = []
 
+    @property
+    def complete(self) -> bool:
+        """The reply has its tool element: the client's one-tool rule leaves nothing more to send."""
+        return self._done
+
     def feed(self, chunk: str) -> list[ProviderOutput]:
         return self._scan(self._sanitizer.feed(chunk), eof=False)
 

@@ -7,12 +7,14 @@ bridge from native tool calling. A coding agent that sends no tools but teaches 
 the system prompt gets its reply as text, under its rules (:class:`AgentXmlTurn`).
 
 Which client it is comes from the request headers, unless the channel's config names one
-(``tool_client``); the channel may also set the validation mode and the fallback. What the bridge had to
-do about a turn is counted in ``aiapi_toolbridge_events``.
+(``tool_client``); the channel may also set the validation mode and the fallback. A client that takes one
+call per turn has its reply end with that call: the upstream is stopped there. What the bridge had to do
+about a turn is counted in ``aiapi_toolbridge_events``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
@@ -100,17 +102,24 @@ class BridgedProvider:
                 yield output
             return
         try:
-            async for output in self._inner.stream(dataclasses.replace(call, request=request)):
-                if isinstance(output, TextDelta):
-                    outputs = turn.feed(output.text)
-                elif isinstance(output, Finished):
-                    outputs = turn.finish(output.finish_reason)
-                elif isinstance(output, ToolCallStarted | ToolCallDelta):
-                    outputs = [turn.native(output)]
-                else:
-                    outputs = [output]
-                for item in outputs:
-                    yield item
+            async with contextlib.aclosing(self._inner.stream(dataclasses.replace(call, request=request))) as inner:
+                async for output in inner:
+                    if isinstance(output, TextDelta):
+                        outputs = turn.feed(output.text)
+                    elif isinstance(output, Finished):
+                        outputs = turn.finish(output.finish_reason)
+                    elif isinstance(output, ToolCallStarted | ToolCallDelta):
+                        outputs = [turn.native(output)]
+                    else:
+                        outputs = [output]
+                    for item in outputs:
+                        yield item
+                    if turn.complete and not isinstance(output, Finished):
+                        # Stop the upstream rather than have the client wait for (and its key pay for)
+                        # text it will never see; usage is then estimated.
+                        for item in turn.finish("stop"):
+                            yield item
+                        return
         finally:
             for outcome in turn.outcomes:
                 TOOLBRIDGE.labels(outcome=outcome).inc()

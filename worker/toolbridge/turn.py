@@ -3,7 +3,7 @@
 Text goes through the parser, which holds back only what may still become the trigger or a tag, and the
 sanitizer. Each call is checked the moment the parser has read its closing tag and sent at once, as a
 ``ToolCallStarted`` and one ``ToolCallDelta`` with the next index, after any text before it. Under a
-one-call-per-turn client rule everything after the first sent call is dropped: the client would refuse
+one-call-per-turn client rule the turn is ``complete`` with the first sent call: the client would refuse
 further calls, and what a model writes after a call is mostly the results it imagines. When the upstream
 finishes, the end of the turn may add a fallback or forced call (:meth:`TurnCheck.close`), then
 ``Finished``.
@@ -45,6 +45,11 @@ class BridgeTurn:
     @property
     def outcomes(self) -> list[Outcome]:
         return self._check.outcomes
+
+    @property
+    def complete(self) -> bool:
+        """A one-call client has its call: nothing more the model writes would reach it."""
+        return self._done
 
     def feed(self, chunk: str) -> list[ProviderOutput]:
         return self._pieces(self._parser.feed(chunk))

@@ -145,6 +145,21 @@ async def test_channel_settings_override_the_detected_client() -> None:
     assert _calls(outputs) == [("read_file", {"path": "src/app.py"})]
 
 
+async def test_a_one_call_client_has_its_reply_end_with_the_call() -> None:
+    chunks = [
+        "{trigger}\n" + _invoke("read_file", path="a.py"),
+        "\nThe file says hello.",
+        _invoke("read_file", path="b"),
+    ]
+    log, outputs, _ = await _run(chunks, _request([READ], client=ROO))
+    assert _calls(outputs) == [("read_file", {"path": "a.py"})]
+    assert outputs[-1] == Finished("tool_calls")
+    assert "upstream 1" not in log, "the upstream is not read past the call"
+    system = "## read_file\nUsage:\n<read_file>\n<path>path</path>\n</read_file>\n"
+    log, outputs, _ = await _run(["<read_file><path>a</path></read_file>", "more"], _request([], ROO, system=system))
+    assert outputs[-1] == Finished("stop") and "upstream 1" not in log
+
+
 async def test_an_agent_without_tools_gets_its_own_protocol_handled() -> None:
     system = "## read_file\nUsage:\n<read_file>\n<path>path</path>\n</read_file>\n"
     chunks = ["<read_file><path>a</path></read_file>", "<read_file><path>b</path></read_file>"]
