@@ -2,7 +2,9 @@
 
 Per-generation keys share the hash tag ``{<generation id>}`` so that each Lua script touches a single
 Redis Cluster slot. A stored response's generation id is the response id, so its record and its event
-log share one slot too. arq's own keys (``arq:job:<id>``, ``arq:in-progress:<id>`` …) are named by arq.
+log share one slot too. arq's job keys (``arq:job:<id>``) are named by arq. The queue is one key, and the
+two calls that touch it with other keys (the enqueue, and ``claim.lua``, which also takes the lease) are
+the exception: on a cluster the queue's keys would need to live on one node.
 """
 
 from __future__ import annotations
