@@ -4,7 +4,8 @@ Workers append every event to the generation's log (a Redis stream) and publish 
 instance's channel. Pub/sub is only the fast path: it loses messages published while a connection is
 down or a reader is slow. So each :class:`Subscription` numbers what it receives, and whenever it sees
 a gap, or hears nothing for ``idle_check_s``, it reads the log. The channel is subscribed once per
-process at start, before any job is enqueued, so there is no subscribe-after-publish race.
+process at start, before any job is enqueued, so there is no subscribe-after-publish race; while it
+lives, the process keeps its presence key (:mod:`api.presence`) so that workers know someone listens.
 
 A slow client must not make this process hold its whole generation in memory: a subscription buffers
 at most ``max_buffered_events`` events ahead of its reader and drops the rest, which it reads back from
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from api.metrics import IN_FLIGHT, QUEUE_WAIT
+from api.presence import Presence
 from shared.errors import RedisUnavailable, ServiceUnavailable, WorkerLost
 from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, Started, decode_batch, decode_envelope
 from shared.keys import GenerationKeys, relay_channel
@@ -47,15 +49,18 @@ class Relay:
         self._subscriptions: dict[str, Subscription] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._presence = Presence(redis, self.channel, ttl_s=config.presence_ttl_s)
         IN_FLIGHT.set_function(lambda: len(self._subscriptions))
 
     async def start(self, wait_s: float = 5.0) -> None:
         self._task = asyncio.create_task(self._run())
+        self._presence.start()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait_s):
                 await self._ready.wait()
 
     async def stop(self) -> None:
+        await self._presence.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -88,7 +88,7 @@ class WorkerConfig(_Section, frozen=True, kw_only=True):
     max_jobs: int = 200
     """Generations one worker process runs at once."""
     poll_delay_s: float = 0.25
-    """Fallback polling interval; a wake-up published on enqueue normally starts jobs at once."""
+    """Fallback polling interval; the wake-up pushed on enqueue normally starts jobs at once."""
     lease_ttl_s: float = 10.0
     """How long a generation's lease outlives a silent worker; it is renewed every third of it."""
     job_timeout_s: float = 900.0
@@ -110,6 +110,9 @@ class RelayConfig(_Section, frozen=True, kw_only=True):
     """Interval of SSE keep-alive comments while nothing else is sent."""
     max_buffered_events: int = 256
     """Events one stream holds in memory ahead of a slow client; the rest wait in Redis."""
+    presence_ttl_s: float = 10.0
+    """Each API instance keeps a presence key with this TTL, renewed every third of it. A worker stops a
+    generation (not a background one) whose instance has been gone that long: nobody can receive it."""
 
 
 class ResponsesConfig(_Section, frozen=True, kw_only=True):

@@ -151,6 +151,8 @@ class GenerationRequest(msgspec.Struct):
     retain_s: int | None = None
     """How long to keep the event log after the last event; ``None`` is the relay's default. Stored
     responses are replayed from the log, so it lives as long as they do."""
+    detached: bool = False
+    """Runs to its end with nobody listening (a background response), even if its API instance dies."""
 
 
 _encoder = msgspec.json.Encoder()

@@ -15,7 +15,7 @@ __all__ = (
     "COOLDOWN_CHANNEL",
     "JOB_FUNCTION",
     "QUEUE",
-    "WAKE_CHANNEL",
+    "READY",
     "WORKER_HEALTH",
     "AccessKeys",
     "ChannelKeys",
@@ -23,6 +23,7 @@ __all__ = (
     "ResponseKeys",
     "SessionKeys",
     "binding_key",
+    "presence_key",
     "relay_channel",
 )
 
@@ -37,8 +38,10 @@ WORKER_HEALTH = f"{QUEUE}:health-check"
 JOB_FUNCTION = "generate"
 """The name of the arq job function that runs one generation."""
 
-WAKE_CHANNEL = f"{PREFIX}:wake"
-"""Carries the id of every job enqueued, so a worker starts it at once instead of at its next poll."""
+READY = f"{PREFIX}:ready"
+"""List: the id of every job just enqueued, popped by one worker with a free slot, which claims the job
+at once instead of at its next poll. A wake-up for one worker, where a broadcast would have every worker
+try to claim every job."""
 
 CANCEL_CHANNEL = f"{PREFIX}:cancel"
 """Carries generation ids to cancel; the durable cancel flag is :attr:`GenerationKeys.cancel`."""
@@ -54,6 +57,11 @@ CHANNELS_CHANGED = f"{PREFIX}:channels-changed"
 def relay_channel(instance_id: str) -> str:
     """The pub/sub channel on which one API instance receives the events of its generations."""
     return f"{PREFIX}:relay:{instance_id}"
+
+
+def presence_key(reply_channel: str) -> str:
+    """String with a TTL: present while the API instance listening on ``reply_channel`` is alive."""
+    return f"{reply_channel}:alive"
 
 
 class GenerationKeys:

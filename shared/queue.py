@@ -1,10 +1,11 @@
-"""Putting generations on the arq queue, in one round trip, and waking a worker at once.
+"""Putting generations on the arq queue, in one round trip, and waking one worker at once.
 
 arq is used only as "start this generation somewhere": the job carries the encoded
 :class:`~shared.generation.GenerationRequest` and returns nothing. Jobs are msgpack, not pickle, so
 nothing read from Redis can execute code. Enqueueing writes arq's own job format (``serialize_job``)
-in a single MULTI together with a wake-up publish, instead of arq's WATCH-based ``enqueue_job`` (four
-round trips); generation ids are random, so the duplicate check it pays for is not needed.
+in a single MULTI together with the job's wake-up (its id pushed on :data:`~shared.keys.READY`), instead
+of arq's WATCH-based ``enqueue_job`` (four round trips); generation ids are random, so the duplicate
+check it pays for is not needed.
 """
 
 from __future__ import annotations
@@ -49,8 +50,11 @@ async def enqueue_generation(redis: Redis, request: GenerationRequest, *, expire
     job = serialize_job(
         keys.JOB_FUNCTION, (encode_request(request),), {}, None, now_ms, serializer=serialize_job_envelope
     )
+    expires_ms = int(expires_s * 1000)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.psetex(job_key_prefix + request.id, int(expires_s * 1000), job)
+        pipe.psetex(job_key_prefix + request.id, expires_ms, job)
         pipe.zadd(keys.QUEUE, {request.id: now_ms})
-        pipe.publish(keys.WAKE_CHANNEL, request.id)
+        pipe.rpush(keys.READY, request.id)
+        # With no worker popping, ids would pile up: the list goes once its newest job has expired.
+        pipe.pexpire(keys.READY, expires_ms)
         await pipe.execute()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
@@ -59,12 +59,20 @@ class GenerationLease:
             self._acquired = Acquired(int(await self._scripts.acquire(keys=self.acquire_keys, args=self.acquire_args)))
         return self._acquired
 
-    async def keep(self, on_stop: Callable[[str], None], turn: SessionTurn | None = None) -> None:
+    async def keep(
+        self,
+        on_stop: Callable[[str], None],
+        turn: SessionTurn | None = None,
+        listening: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         """Renew every third of the TTL until cancelled; call ``on_stop(reason)`` if the run must end.
 
-        The session gate of ``turn``, if any, is renewed with the lease: they expire together. Once the
-        terminal event is on its way (``ending``), a lease found gone or cancelled stops nothing.
+        The session gate of ``turn``, if any, is renewed with the lease: they expire together. ``listening``
+        tells whether anyone can still receive the events; two noes in a row (so that a Redis restart
+        that lost the answer is not taken for one) stop the run as ``orphaned``. Once the terminal event
+        is on its way (``ending``), a lease found gone or cancelled stops nothing.
         """
+        unheard = 0
         interval = self._ttl_ms / 3000
         if turn is not None:
             # The API admitted the run with room for its queue wait; running, it lives by the lease's TTL.
@@ -81,6 +89,11 @@ class GenerationLease:
                 if state == 1 and turn is not None and not await turn.hold(self._ttl_ms):
                     on_stop("superseded")
                     return
+                if state == 1 and listening is not None:
+                    unheard = 0 if await listening() else unheard + 1
+                    if unheard == 2:
+                        on_stop("orphaned")
+                        return
             except RedisError as exc:
                 # Keep trying: the lease survives one missed renewal, and Redis may be back in a moment.
                 log.warning("lease renewal failed: %s", exc)

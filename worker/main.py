@@ -1,10 +1,11 @@
 """The worker process: an arq worker that starts jobs the moment they are enqueued.
 
 arq alone polls its queue every ``poll_delay``; measured, that adds ~270 ms at the default. Here each
-enqueue also publishes the job id on :data:`~shared.keys.WAKE_CHANNEL`; one pub/sub connection per
-worker process hands it to the worker, which at once claims that job, reads it and takes its lease with
-one Lua call (``claim.lua``; arq needs five round trips to claim, read and finish a job). Polling stays as the
-fallback, so a lost wake-up costs at most ``poll_delay``. The same connection receives cancellations.
+enqueue also pushes the job id on :data:`~shared.keys.READY`. A worker with a free slot waits on that
+list (``BLPOP``), so each job wakes exactly one worker, which at once claims it, reads it and takes its
+lease with one Lua call (``claim.lua``; arq needs five round trips to claim, read and finish a job).
+Polling stays as the fallback, so a lost wake-up costs at most ``poll_delay``. Cancellations, cooldowns
+and channel changes, which every worker must hear, come over pub/sub (both in :mod:`worker.control`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from shared.config import Settings
 from shared.generation import decode_request
 from shared.queue import deserialize_job, serialize_job_envelope
 from shared.scripts import Scripts
+from worker.control import Control, listen, take_wakeups
 from worker.cooldowns import Cooldowns
 from worker.lease import GenerationLease
 from worker.metrics import serve_metrics
@@ -72,11 +74,18 @@ class GatewayWorker(Worker):
         self._woken: list[bytes] = []
         self._left_queued = False
         """Wake-ups were dropped for want of a free slot: poll the queue as soon as one frees."""
+        self._slot_freed = asyncio.Event()
         self._claim: AsyncScript | None = None
 
     def wake_for(self, job_id: bytes) -> None:
         self._woken.append(job_id)
         self.wake.set()
+
+    async def free_slot(self) -> None:
+        """Return once this worker can start a job."""
+        while self.job_counter + len(self._woken) >= self.max_jobs or not self.allow_pick_jobs:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
 
     async def main(self) -> None:
         if self._pool is None:
@@ -97,6 +106,7 @@ class GatewayWorker(Worker):
             woken, self._woken = self._woken, []
             if woken and self.allow_pick_jobs:
                 await self.start_jobs(woken)
+                self._slot_freed.set()  # claims that failed left their slots free
             if not woken or time.monotonic() - last_poll >= self.poll_delay_s:
                 # The full iteration also reaps finished tasks and records health: keep it regular.
                 last_poll = time.monotonic()
@@ -158,52 +168,11 @@ class GatewayWorker(Worker):
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
         if self._left_queued:
             # Jobs wait in the queue for this slot: look for them now, not at the next timer tick.
             self._left_queued = False
             self.wake.set()
-
-
-class _Control:
-    """What the worker's control channels act on."""
-
-    def __init__(self, worker: GatewayWorker, runner: GenerationRunner, cooldowns: Cooldowns) -> None:
-        self.worker = worker
-        self.runner = runner
-        self.cooldowns = cooldowns
-        self.channels_changed = asyncio.Event()
-
-    def handle(self, channel: bytes, data: bytes) -> None:
-        if channel == _WAKE:
-            self.worker.wake_for(data)
-        elif channel == _CANCEL:
-            self.runner.cancel(data.decode())
-        elif channel == _COOLDOWN:
-            self.cooldowns.apply_encoded(data)
-        else:
-            self.channels_changed.set()
-
-
-_WAKE, _CANCEL, _COOLDOWN = (name.encode() for name in (keys.WAKE_CHANNEL, keys.CANCEL_CHANNEL, keys.COOLDOWN_CHANNEL))
-
-
-async def _listen(redis: ArqRedis, control: _Control) -> None:
-    """Turn wake-ups, cancellations, cooldowns and channel changes on pub/sub into actions; reconnect
-    whenever Redis drops us."""
-    worker = control.worker
-    while True:
-        pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(keys.WAKE_CHANNEL, keys.CANCEL_CHANNEL, keys.COOLDOWN_CHANNEL, keys.CHANNELS_CHANGED)
-            async for message in pubsub.listen():
-                control.handle(message["channel"], message["data"])
-        except (RedisError, OSError) as exc:
-            log.warning("worker control channel lost (%s); reconnecting", exc)
-            worker.wake.set()
-            await asyncio.sleep(0.5)
-        finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def build_worker(settings: Settings, *, handle_signals: bool = True) -> GatewayWorker:
@@ -234,8 +203,9 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> GatewayW
         )
         runner = GenerationRunner(scripts=scripts, settings=settings, router=router, worker_id=worker_id)
         ctx["runner"] = runner
-        control = _Control(worker, runner, cooldowns)
-        tasks.append(asyncio.create_task(_listen(redis, control)))
+        control = Control(worker, runner, cooldowns)
+        tasks.append(asyncio.create_task(listen(redis, control)))
+        tasks.append(asyncio.create_task(take_wakeups(redis, worker)))
         tasks.append(
             asyncio.create_task(
                 store.follow(upstreams.replace, interval_s=_CHANNEL_POLL_S, wake=control.channels_changed)

@@ -23,7 +23,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 GENERATIONS = Counter(
     "aiapi_worker_generations",
-    "Generations run by this worker, by how they ended (completed, failed, cancelled, superseded).",
+    "Generations run by this worker, by how they ended (completed, failed, cancelled, superseded, orphaned, …).",
     ["outcome"],
     registry=REGISTRY,
 )

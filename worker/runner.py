@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from worker.accounting import Tally
 from worker.emitter import EventEmitter
 from worker.lease import Acquired, GenerationLease, LeaseLost
 from worker.metrics import GENERATIONS, IN_FLIGHT
+from worker.presence import ApiPresence
 from worker.session_turn import SessionTurn
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ _STOP_ERRORS: dict[str, GatewayError] = {
     "cancelled": ClientClosed("The request was cancelled."),
     "shutdown": ServiceUnavailable("The worker shut down before the generation finished.", code="worker_shutdown"),
     "superseded": Conflict("A newer request in this conversation took over.", code="superseded"),
+    "orphaned": ClientClosed("The API instance holding the client's connection is gone.", code="api_gone"),
 }
 
 
@@ -64,6 +67,7 @@ class GenerationRunner:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop_reasons: dict[str, str] = {}
         self._ledger = UsageLedger(scripts.redis)
+        self._presence = ApiPresence(scripts.redis)
 
     @property
     def running(self) -> int:
@@ -131,7 +135,10 @@ class GenerationRunner:
         def stop(reason: str) -> None:
             self.cancel(request.id, reason)
 
-        heartbeat = asyncio.create_task(lease.keep(stop, turn))
+        listening = None
+        if request.reply_to and not request.detached:
+            listening = functools.partial(self._presence.alive, request.reply_to)
+        heartbeat = asyncio.create_task(lease.keep(stop, turn, listening))
         tally = Tally(request)
         outcome = "abandoned"
         started = time.perf_counter()

@@ -77,6 +77,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
         sampling=adapter.sampling(body),
         client=ClientInfo.from_headers(request.headers),
         retain_s=store.ttl_s if shell.store else None,
+        detached=shell.background,
     )
     check_limits(generation, state.settings.limits, messages_param="input")
     generation.billing = await admission.charge() if admission else None

@@ -315,3 +315,53 @@ def test_drill_clients_leave_mid_stream(redis_url: str) -> None:
         assert counts[Outcome.LEFT.value] == leavers and counts[Outcome.COMPLETE.value] == STREAMS - leavers
         assert (stats["streams"], stats["open"], stats["disconnects"]) == (STREAMS, 0, leavers)
         _sessions_admit_again(gateway.base_url, list(range(leavers)))
+
+
+def test_drill_api_killed_under_load(redis_url: str) -> None:
+    """The API instance holding every stream dies. Nobody can receive those generations any more, so the
+    workers stop them, and their upstream calls, once its presence has lapsed; a new instance serves the
+    same conversations."""
+    presence_ttl_s = 1.5
+    settings = SETTINGS + f"presence_ttl_s = {presence_ttl_s}\n"  # SETTINGS ends in [relay]
+    with (
+        RunningFakeUpstream(chunks=WORDS, chunk_delay_s=0.5) as upstream,
+        GatewayProcesses(
+            redis_url=redis_url, config_toml=settings + MOCKS + _upstream_config(upstream.base_url), workers=2
+        ) as gateway,
+    ):
+
+        def body(index: int) -> bytes:
+            messages = _messages(index, "".join(_echo_words(index)))
+            return msgspec.json.encode({"model": "fake-echo", "stream": True, "messages": messages})
+
+        load = StreamLoad(gateway.base_url, range(STREAMS), body=body, expected=_echo_words, deadline_s=20)
+        stats: dict[str, int] = {}
+        stopped_after_s = 0.0
+
+        async def drive() -> None:
+            nonlocal stats, stopped_after_s
+            await load.start()
+            await load.wait_for(lambda load: load.with_deltas(2) == STREAMS, timeout_s=15)
+            gateway.kill_api()
+            killed_at = time.perf_counter()
+            await load.finish()
+            async with httpx.AsyncClient(base_url=upstream.root_url) as fake:
+                while (stats := (await fake.get("/_stats")).json())["open"]:
+                    assert time.perf_counter() - killed_at < presence_ttl_s + 2 * LEASE_TTL_S / 3 + 3, stats
+                    await asyncio.sleep(0.05)
+            stopped_after_s = time.perf_counter() - killed_at
+
+        uvloop.run(drive())
+        clear_s = _locks_clear_within(gateway.redis_url, timeout_s=LEASE_TTL_S)
+        _report(
+            "API killed",
+            load.records,
+            acceptable={Outcome.BROKEN},
+            upstream_stopped_after_s=round(stopped_after_s, 2),
+            upstream=stats,
+            locks_clear_after_s=round(clear_s, 2),
+        )
+        assert all(record.prefix_ok and record.problem for record in load.records), "dropped, not corrupted"
+        assert stats["disconnects"] == STREAMS, "every upstream call was stopped, none ran to its end"
+        gateway.start_api()
+        _sessions_admit_again(gateway.base_url, list(range(STREAMS)))

@@ -14,7 +14,7 @@ from shared.config import MockChannel, Settings, WorkerConfig
 from shared.errors import UpstreamError
 from shared.events import Envelope, Failed, Finished, Started, TextDelta, Usage, decode_envelope
 from shared.generation import GenerationRequest, Message, TextPart
-from shared.keys import GenerationKeys
+from shared.keys import GenerationKeys, presence_key
 from shared.scripts import Scripts
 from shared.usage import Billing
 from tests.pubsub import next_message
@@ -31,9 +31,9 @@ def _request(generation_id: str, model: str = "mock-1") -> GenerationRequest:
 
 
 def _runner(
-    redis: fakeredis.FakeAsyncRedis, channel: MockChannel, provider: Provider | None = None
+    redis: fakeredis.FakeAsyncRedis, channel: MockChannel, provider: Provider | None = None, lease_ttl_s: float = 3
 ) -> GenerationRunner:
-    settings = Settings(channels=[channel], worker=WorkerConfig(lease_ttl_s=3))
+    settings = Settings(channels=[channel], worker=WorkerConfig(lease_ttl_s=lease_ttl_s))
     registry = None
     if provider is not None:
         registry = ProviderRegistry()
@@ -103,6 +103,25 @@ async def test_a_generation_runs_once_even_if_delivered_twice(fake_redis: fakere
     await asyncio.gather(runner.run(_request("g5")), runner.run(_request("g5")))
     events = [e.event for e in await _log(fake_redis, "g5")]
     assert events.count(Started("w1")) == 1 and sum(isinstance(e, Finished) for e in events) == 1
+
+
+async def test_a_generation_stops_once_its_api_instance_is_gone(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    slow = MockChannel(name="mock", models=["mock-1"], tokens_per_second=20, reply="a " * 100)
+    runner = _runner(fake_redis, slow, lease_ttl_s=0.3)  # a heartbeat every 0.1 s
+    alone, watched, background = _request("g8"), _request("g9"), _request("g10")
+    alone.reply_to = "aiapi:relay:gone"
+    watched.reply_to = "aiapi:relay:here"
+    background.reply_to, background.detached = "aiapi:relay:gone", True
+    await fake_redis.set(presence_key("aiapi:relay:here"), 1)
+    tasks = [asyncio.create_task(runner.run(request)) for request in (alone, watched, background)]
+    async with asyncio.timeout(2):
+        await tasks[0]
+    last = (await _log(fake_redis, "g8"))[-1].event
+    assert isinstance(last, Failed) and (last.error.status, last.error.code) == (499, "api_gone")
+    assert runner.running == 2, "a generation someone listens to, and a background one, run on"
+    for generation_id in ("g9", "g10"):
+        runner.cancel(generation_id)
+    await asyncio.gather(*tasks[1:])
 
 
 async def test_emitter_batches_and_reports_fencing(fake_redis: fakeredis.FakeAsyncRedis) -> None:

@@ -1,0 +1,92 @@
+"""How a worker learns what to do: wake-ups for jobs, each taken by one worker from a list, and what
+every worker must hear (cancellations, cooldowns, channel changes) over one pub/sub connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+from redis.exceptions import RedisError
+
+from shared import keys
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from worker.cooldowns import Cooldowns
+    from worker.runner import GenerationRunner
+
+__all__ = ("Control", "Wakeable", "listen", "take_wakeups")
+
+log = logging.getLogger(__name__)
+
+_RECONNECT_S = 0.5
+_READY_WAIT_S = 5
+
+
+class Wakeable(Protocol):
+    wake: asyncio.Event
+    """Set to make the worker poll its queue."""
+
+    def wake_for(self, job_id: bytes) -> None:
+        """Have the worker claim this job now."""
+
+    async def free_slot(self) -> None:
+        """Return once the worker can start a job."""
+
+
+async def take_wakeups(redis: Redis, worker: Wakeable) -> None:
+    """Pop the ids of enqueued jobs while ``worker`` has a free slot, and hand each to it; a busy worker
+    leaves them to the others. Reconnect whenever Redis drops us, polling meanwhile."""
+    while True:
+        await worker.free_slot()
+        try:
+            popped: list[bytes] | None = await redis.blpop([keys.READY], timeout=_READY_WAIT_S)  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            log.warning("worker lost its wake-ups (%s); polling until they are back", exc)
+            worker.wake.set()
+            await asyncio.sleep(_RECONNECT_S)
+            continue
+        if popped is not None:
+            worker.wake_for(popped[1])
+
+
+class Control:
+    """What the control channels act on."""
+
+    def __init__(self, worker: Wakeable, runner: GenerationRunner, cooldowns: Cooldowns) -> None:
+        self.worker = worker
+        self.runner = runner
+        self.cooldowns = cooldowns
+        self.channels_changed = asyncio.Event()
+
+    def handle(self, channel: bytes, data: bytes) -> None:
+        if channel == _CANCEL:
+            self.runner.cancel(data.decode())
+        elif channel == _COOLDOWN:
+            self.cooldowns.apply_encoded(data)
+        else:
+            self.channels_changed.set()
+
+
+_CANCEL, _COOLDOWN = (name.encode() for name in (keys.CANCEL_CHANNEL, keys.COOLDOWN_CHANNEL))
+
+
+async def listen(redis: Redis, control: Control) -> None:
+    """Turn cancellations, cooldowns and channel changes on pub/sub into actions; reconnect whenever
+    Redis drops us, and poll the queue then, as wake-ups may have been missed too."""
+    while True:
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(keys.CANCEL_CHANNEL, keys.COOLDOWN_CHANNEL, keys.CHANNELS_CHANGED)
+            async for message in pubsub.listen():
+                control.handle(message["channel"], message["data"])
+        except (RedisError, OSError) as exc:
+            log.warning("worker control channel lost (%s); reconnecting", exc)
+            control.worker.wake.set()
+            await asyncio.sleep(_RECONNECT_S)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,33 @@
+"""Whether the API instance a generation replies to is still there (see :mod:`api.presence`)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from shared.keys import presence_key
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ("ApiPresence",)
+
+_ASKED_S = 1.0
+"""One question per instance per second at most, however many of its generations run here."""
+
+
+class ApiPresence:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._answers: dict[str, tuple[float, bool]] = {}
+
+    async def alive(self, reply_channel: str) -> bool:
+        now = time.monotonic()
+        answer = self._answers.get(reply_channel)
+        if answer is not None and now - answer[0] < _ASKED_S:
+            return answer[1]
+        alive = bool(await self._redis.exists(presence_key(reply_channel)))
+        if len(self._answers) > 1000:  # instances come and go: forget the old ones now and then
+            self._answers = {channel: seen for channel, seen in self._answers.items() if now - seen[0] < _ASKED_S}
+        self._answers[reply_channel] = (now, alive)
+        return alive
