@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -79,3 +81,27 @@ def test_a_stream_waiting_for_a_worker_is_kept_alive(redis_url: str) -> None:
         choice["delta"].get("content") or "" for chunk in data[:-1] for choice in json.loads(chunk)["choices"]
     )
     assert text == "at last"
+
+
+def test_jobs_beyond_a_full_worker_start_as_soon_as_a_slot_frees(redis_url: str) -> None:
+    """With one slot and a slow timer poll, queued jobs must still start the moment the slot frees (the
+    wake-up of a job nobody had room for is taken then), not at the next poll."""
+    config = (
+        "[worker]\nmax_jobs = 1\npoll_delay_s = 5\n"
+        '[[channels]]\nname = "m"\ntype = "mock"\nmodels = ["mock-1"]\nreply = "a b c d e"\ntokens_per_second = 10\n'
+    )
+    with (
+        GatewayProcesses(redis_url=redis_url, config_toml=config) as gateway,
+        openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0) as sdk,
+        ThreadPoolExecutor(3) as pool,
+    ):
+
+        def ask(number: int) -> str:
+            messages: Any = [{"role": "user", "content": f"question {number}"}]
+            return sdk.chat.completions.create(model="mock-1", messages=messages).choices[0].message.content or ""
+
+        started = time.monotonic()
+        answers = list(pool.map(ask, range(3)))
+        elapsed = time.monotonic() - started
+    assert answers == ["a b c d e"] * 3
+    assert elapsed < 3 * 0.5 + 1.5, f"{elapsed:.2f} s: a queued job waited for the timer poll"
