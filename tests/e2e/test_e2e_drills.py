@@ -252,6 +252,12 @@ def _echo_words(index: int) -> list[str]:
     return [f"{prompt_of(index)}.{n:02d}" for n in range(WORDS)]
 
 
+def _echo_chat(index: int) -> bytes:
+    # The fake echoes the last user message in 8-character pieces: one word of _echo_words each.
+    messages = _messages(index, "".join(_echo_words(index)))
+    return msgspec.json.encode({"model": "fake-echo", "stream": True, "messages": messages})
+
+
 def _upstream_config(base_url: str) -> str:
     return f"""
 [[channels]]
@@ -272,16 +278,10 @@ def test_drill_clients_leave_mid_stream(redis_url: str) -> None:
             redis_url=redis_url, config_toml=SETTINGS + MOCKS + _upstream_config(upstream.base_url), workers=2
         ) as gateway,
     ):
-
-        def body(index: int) -> bytes:
-            # The fake echoes the last user message in 8-character pieces: one word of _echo_words each.
-            messages = _messages(index, "".join(_echo_words(index)))
-            return msgspec.json.encode({"model": "fake-echo", "stream": True, "messages": messages})
-
         load = StreamLoad(
             gateway.base_url,
             range(STREAMS),
-            body=body,
+            body=_echo_chat,
             expected=_echo_words,
             deadline_s=20,
             leave_after=lambda index: 3 if index < leavers else None,
@@ -329,12 +329,7 @@ def test_drill_api_killed_under_load(redis_url: str) -> None:
             redis_url=redis_url, config_toml=settings + MOCKS + _upstream_config(upstream.base_url), workers=2
         ) as gateway,
     ):
-
-        def body(index: int) -> bytes:
-            messages = _messages(index, "".join(_echo_words(index)))
-            return msgspec.json.encode({"model": "fake-echo", "stream": True, "messages": messages})
-
-        load = StreamLoad(gateway.base_url, range(STREAMS), body=body, expected=_echo_words, deadline_s=20)
+        load = StreamLoad(gateway.base_url, range(STREAMS), body=_echo_chat, expected=_echo_words, deadline_s=20)
         stats: dict[str, int] = {}
         stopped_after_s = 0.0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -19,14 +18,6 @@ from worker.runner import GenerationRunner
 pytestmark = pytest.mark.integration
 
 WORDS = 40
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url.rsplit("/", 1)[0] + "/15")
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 def _setup(redis: Redis, tokens_per_second: float, lease_ttl_s: float = 5) -> tuple[Relay, GenerationRunner]:

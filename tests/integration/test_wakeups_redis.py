@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -14,14 +14,6 @@ from shared.queue import enqueue_generation
 from worker.control import take_wakeups
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url.rsplit("/", 1)[0] + "/15")
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 class _Worker:
