@@ -56,8 +56,7 @@ async def take_wakeups(redis: Redis, worker: Wakeable) -> None:
 class Control:
     """What the control channels act on."""
 
-    def __init__(self, worker: Wakeable, runner: GenerationRunner, cooldowns: Cooldowns) -> None:
-        self.worker = worker
+    def __init__(self, runner: GenerationRunner, cooldowns: Cooldowns) -> None:
         self.runner = runner
         self.cooldowns = cooldowns
         self.channels_changed = asyncio.Event()
@@ -76,7 +75,7 @@ _CANCEL, _COOLDOWN = (name.encode() for name in (keys.CANCEL_CHANNEL, keys.COOLD
 
 async def listen(redis: Redis, control: Control) -> None:
     """Turn cancellations, cooldowns and channel changes on pub/sub into actions; reconnect whenever
-    Redis drops us, and poll the queue then, as wake-ups may have been missed too."""
+    Redis drops us. (A cancellation missed meanwhile is still found: the lease heartbeat reads its flag.)"""
     while True:
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
@@ -85,7 +84,6 @@ async def listen(redis: Redis, control: Control) -> None:
                 control.handle(message["channel"], message["data"])
         except (RedisError, OSError) as exc:
             log.warning("worker control channel lost (%s); reconnecting", exc)
-            control.worker.wake.set()
             await asyncio.sleep(_RECONNECT_S)
         finally:
             with contextlib.suppress(RedisError, OSError):

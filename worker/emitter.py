@@ -86,8 +86,8 @@ class EventEmitter:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                # The terminal event is queued last, so the batch taken after it carries it.
-                final = self._lease.ending and not self._pending
+                # The terminal event is queued last: once it is, the batch just taken carries it.
+                final = self._lease.ending
                 published = b"[" + b",".join(data for _, data in batch) + b"]"
                 args: list[str | int | bytes] = [*self._head, int(final), published]
                 for seq, data in batch:

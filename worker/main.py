@@ -203,7 +203,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> GatewayW
         )
         runner = GenerationRunner(scripts=scripts, settings=settings, router=router, worker_id=worker_id)
         ctx["runner"] = runner
-        control = Control(worker, runner, cooldowns)
+        control = Control(runner, cooldowns)
         tasks.append(asyncio.create_task(listen(redis, control)))
         tasks.append(asyncio.create_task(take_wakeups(redis, worker)))
         tasks.append(
