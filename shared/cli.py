@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 
 import msgspec
 
@@ -106,6 +107,9 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
         f"{'open mode (no API keys required)' if settings.access.mode == 'open' else 'keys mode (API keys required)'}",
         flush=True,
     )
+    # uvicorn stops gracefully on SIGTERM, then raises it again for the previous handler: without one of
+    # ours that ends the process on the spot, and the workers and Redis started here would be left running.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         from api.server import serve_api
 
@@ -122,6 +126,10 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _worker_env(settings: Settings, redis_url: str, index: int) -> dict[str, str]:
