@@ -54,7 +54,12 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=30)
-        relay = Relay(redis, instance_id=f"{socket.gethostname()}-{os.getpid()}", config=settings.relay)
+        relay = Relay(
+            redis,
+            instance_id=f"{socket.gethostname()}-{os.getpid()}",
+            config=settings.relay,
+            outage_grace_s=settings.redis.outage_grace_s,
+        )
         await relay.start()
         dispatcher = Dispatcher(redis, relay, settings.relay)
         state = app.state.gateway = GatewayState(

@@ -42,9 +42,11 @@ log = logging.getLogger(__name__)
 class Relay:
     """This process's one pub/sub connection, fanned out to the subscriptions of its generations."""
 
-    def __init__(self, redis: Redis, *, instance_id: str, config: RelayConfig) -> None:
+    def __init__(self, redis: Redis, *, instance_id: str, config: RelayConfig, outage_grace_s: float = 0.0) -> None:
         self._redis = redis
         self._config = config
+        self.outage_grace_s = outage_grace_s
+        """How long a subscription waits out an unreachable Redis before it fails its stream."""
         self.channel = relay_channel(instance_id)
         self._subscriptions: dict[str, Subscription] = {}
         self._ready = asyncio.Event()
@@ -133,6 +135,8 @@ class Subscription:
         self._limit = self._config.max_buffered_events
         self._behind = False
         """Events were dropped for want of room: they are to be read from the log."""
+        self._lost_since = 0.0
+        """When Redis stopped answering (0: it answers)."""
 
     def deliver(self, envelope: Envelope) -> None:
         if envelope.seq < self._next or envelope.seq in self._held:
@@ -197,9 +201,19 @@ class Subscription:
         try:
             entries = await self._redis.xrange(self._keys.events, min=f"0-{self._next + 1}", max="+", count=self._limit)
         except RedisError as exc:
-            raise RedisUnavailable("The gateway lost its connection to Redis.") from exc
+            self._unreachable(exc)
+            return
+        self._lost_since = 0.0
         for _, fields in entries:
             self.deliver(decode_envelope(fields[b"e"]))
+
+    def _unreachable(self, exc: RedisError) -> None:
+        """Redis did not answer: fail the stream once that has lasted the outage grace. Until then the
+        reader idles (keep-alives) while the relay reconnects, and the log fills any gap afterwards."""
+        now = time.monotonic()
+        self._lost_since = self._lost_since or now
+        if now - self._lost_since >= self._relay.outage_grace_s:
+            raise RedisUnavailable("The gateway lost its connection to Redis.") from exc
 
     async def _check_alive(self, queued_at: float) -> None:
         if not self._started:
@@ -212,7 +226,8 @@ class Subscription:
         try:
             alive = await self._redis.exists(self._keys.lease)
         except RedisError as exc:
-            raise RedisUnavailable("The gateway lost its connection to Redis.") from exc
+            self._unreachable(exc)
+            return
         if not alive:
             # The worker writes its last event before it drops the lease: look once more before giving up.
             await self._read_log()
@@ -229,7 +244,9 @@ class LogTail(Subscription):
                 {self._keys.events: f"0-{self._next}"}, count=self._limit, block=int(self._config.idle_check_s * 1000)
             )
         except RedisError as exc:
-            raise RedisUnavailable("The gateway lost its connection to Redis.") from exc
+            self._unreachable(exc)
+            await asyncio.sleep(self._config.idle_check_s)
+            return False
         for _, entries in found:
             for _, fields in entries:
                 self.deliver(decode_envelope(fields[b"e"]))

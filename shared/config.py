@@ -82,6 +82,9 @@ class RedisConfig(_Section, frozen=True, kw_only=True):
     """``None``: ``aiapi up`` starts an embedded Redis; the ``api`` and ``worker`` roles require a URL."""
     data_dir: str = ".aiapi"
     """Where the embedded Redis keeps its append-only file."""
+    outage_grace_s: float = 5.0
+    """How long a running generation, and the stream relaying it, wait out a lost Redis (a restart, a
+    failover) before they fail. Its lease must outlive the outage too (``worker.lease_ttl_s``)."""
 
 
 class WorkerConfig(_Section, frozen=True, kw_only=True):

@@ -1,14 +1,20 @@
 """Numbering a generation's events and writing them to Redis without stalling the provider.
 
 ``send`` returns at once; a background flush writes whatever has accumulated in one ``emit.lua`` call
-(append to the log, publish, all fenced by the lease). Under load this batches events naturally; when
-idle each event goes out alone, immediately.
+(append to the log, publish, all fenced by the lease; the batch with the terminal event also drops the
+lease). Under load this batches events naturally; when idle each event goes out alone, immediately.
+A Redis that goes away (a restart, a failover) is waited out for the outage grace and the batch sent
+again; meanwhile events queue up, and past the backlog limit the provider waits too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, encode_envelope
 from worker.lease import LeaseLost
@@ -21,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ("EventEmitter",)
 
 _BACKLOG_LIMIT = 256
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 0.5
 """Pending events beyond which ``send`` waits for Redis, so a stalled Redis cannot grow memory."""
 
 
@@ -34,8 +41,10 @@ class EventEmitter:
         lease: GenerationLease,
         channel: str,
         ttl_s: int,
+        outage_grace_s: float = 0.0,
     ) -> None:
         self._scripts = scripts
+        self._outage_grace_s = outage_grace_s
         self._keys = [keys.events, keys.lease]
         self._generation_id = generation_id
         self._lease = lease
@@ -92,9 +101,23 @@ class EventEmitter:
                 args: list[str | int | bytes] = [*self._head, int(final), published]
                 for seq, data in batch:
                     args += (seq, data)
-                if not await self._scripts.emit(keys=self._keys, args=args):
+                if not await self._write(args):
                     raise LeaseLost(self._generation_id)
                 self._lease.released = final
         except Exception as exc:  # surfaced to the sender by send() and drain()
             self._failure = exc
             self._pending.clear()
+
+    async def _write(self, args: list[str | int | bytes]) -> bool:
+        """One ``emit.lua`` call, sent again while Redis is unreachable, for up to the outage grace."""
+        delay, gone_since = _RETRY_FIRST_S, 0.0
+        while True:
+            try:
+                return bool(await self._scripts.emit(keys=self._keys, args=args))
+            except (RedisConnectionError, RedisTimeoutError):
+                now = time.monotonic()
+                gone_since = gone_since or now
+                if now - gone_since + delay > self._outage_grace_s:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_S)

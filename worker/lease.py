@@ -25,6 +25,8 @@ __all__ = ("Acquired", "GenerationLease", "LeaseLost")
 
 log = logging.getLogger(__name__)
 
+_RENEW_RETRY_S = 0.1
+
 
 class LeaseLost(Exception):
     """This worker no longer holds the generation's lease; another may run it."""
@@ -73,13 +75,13 @@ class GenerationLease:
         is on its way (``ending``), a lease found gone or cancelled stops nothing.
         """
         unheard = 0
-        interval = self._ttl_ms / 3000
+        interval = delay = self._ttl_ms / 3000
         if turn is not None:
             # The API admitted the run with room for its queue wait; running, it lives by the lease's TTL.
             with contextlib.suppress(RedisError):
                 await turn.hold(self._ttl_ms)
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(delay)
             try:
                 state = await self._scripts.renew(
                     keys=[self._keys.lease, self._keys.cancel], args=[self.token, self._ttl_ms]
@@ -95,9 +97,12 @@ class GenerationLease:
                         on_stop("orphaned")
                         return
             except RedisError as exc:
-                # Keep trying: the lease survives one missed renewal, and Redis may be back in a moment.
-                log.warning("lease renewal failed: %s", exc)
+                # Keep trying, and soon: the lease outlives a missed renewal, and Redis may be back in a moment.
+                if delay == interval:
+                    log.warning("lease renewal failed (retrying): %s", exc)
+                delay = min(interval, _RENEW_RETRY_S)
                 continue
+            delay = interval
             if state == 0:
                 on_stop("lease_lost")
                 return

@@ -104,13 +104,20 @@ class GatewayWorker(Worker):
         while True:
             self.wake.clear()
             woken, self._woken = self._woken, []
-            if woken and self.allow_pick_jobs:
-                await self.start_jobs(woken)
-                self._slot_freed.set()  # claims that failed left their slots free
-            if not woken or time.monotonic() - last_poll >= self.poll_delay_s:
-                # The full iteration also reaps finished tasks and records health: keep it regular.
-                last_poll = time.monotonic()
-                await self._poll_iteration()
+            try:
+                if woken and self.allow_pick_jobs:
+                    await self.start_jobs(woken)
+                    self._slot_freed.set()  # claims that failed left their slots free
+                if not woken or time.monotonic() - last_poll >= self.poll_delay_s:
+                    # The full iteration also reaps finished tasks and records health: keep it regular.
+                    last_poll = time.monotonic()
+                    await self._poll_iteration()
+            except (RedisError, OSError) as exc:
+                # Running generations wait Redis out on their own; jobs not claimed stay in the queue.
+                log.warning("worker lost Redis (%s); trying again in %.1f s", exc, _REDIS_RETRY_S)
+                self._slot_freed.set()
+                await asyncio.sleep(_REDIS_RETRY_S)
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_delay_s):
                     await self.wake.wait()
@@ -128,13 +135,17 @@ class GatewayWorker(Worker):
             self.job_counter += 1
             job_id = job_id_bytes.decode()
             lease = self.runner.new_lease(job_id)
-            claimed = await self._claim(
-                keys=[job_key_prefix + job_id, self.queue_name, *lease.acquire_keys],
-                args=[job_id, timestamp_ms(), *lease.acquire_args],
-            )
+            claimed = None
+            try:
+                claimed = await self._claim(
+                    keys=[job_key_prefix + job_id, self.queue_name, *lease.acquire_keys],
+                    args=[job_id, timestamp_ms(), *lease.acquire_args],
+                )
+            finally:
+                if claimed is None:
+                    self.job_counter -= 1
+                    self.sem.release()
             if claimed is None:
-                self.job_counter -= 1
-                self.sem.release()
                 continue
             payload, answer = claimed
             lease.acquired_with_claim(int(answer))
@@ -251,8 +262,9 @@ def _require_url(settings: Settings) -> str:
 async def serve_worker(settings: Settings) -> None:
     """Run a worker until it is stopped by a signal (SIGTERM drains running generations first).
 
-    Losing Redis (a restart, a failover) stops arq's loop; the worker then starts over once Redis
-    answers again instead of exiting. Generations that were running are reported by their leases.
+    A Redis that goes away while the worker runs is waited out (running generations for
+    ``redis.outage_grace_s``, the queue for as long as it takes). If arq's loop stops on it anyway (or
+    Redis is not there at start), the worker starts over once Redis answers instead of exiting.
     """
     while True:
         worker = build_worker(settings)

@@ -127,6 +127,7 @@ class GenerationRunner:
             lease=lease,
             channel=request.reply_to,
             ttl_s=request.retain_s or self._event_ttl,
+            outage_grace_s=self._settings.redis.outage_grace_s,
         )
         task = asyncio.current_task()
         assert task is not None

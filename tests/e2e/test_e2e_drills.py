@@ -182,10 +182,14 @@ def test_drill_worker_killed_under_load(redis_url: str) -> None:
         _sessions_admit_again(gateway.base_url, [record.index for record in load.records])
 
 
-def test_drill_redis_restarted_under_load(tmp_path: Path) -> None:
+@pytest.mark.parametrize("grace_s", [5.0, 0.3])
+def test_drill_redis_restarted_under_load(tmp_path: Path, grace_s: float) -> None:
+    """Redis down for about a second: streams in flight wait it out and complete when that is within
+    ``redis.outage_grace_s``, and end with a clean error chunk when it is not."""
+    config = f"[redis]\noutage_grace_s = {grace_s}\n" + SETTINGS + MOCKS
     with (
         EmbeddedRedis(data_dir=tmp_path, persist=True) as server,
-        GatewayProcesses(redis_url=server.url, config_toml=SETTINGS + MOCKS, workers=2) as gateway,
+        GatewayProcesses(redis_url=server.url, config_toml=config, workers=2) as gateway,
     ):
         stored = _store_responses(gateway.base_url)
         load = StreamLoad(
@@ -229,8 +233,8 @@ def test_drill_redis_restarted_under_load(tmp_path: Path) -> None:
         recovered = next((sent + took for sent, took, status in probes if status == 200 and sent + took > up_at), None)
         clear_s = _locks_clear_within(gateway.redis_url, timeout_s=LEASE_TTL_S + 5)
         statuses = {status: sum(1 for *_, s in probes if s == status) for status in {p[2] for p in probes}}
-        _report(
-            "redis restarted",
+        counts = _report(
+            f"redis restarted (grace {grace_s:g} s)",
             load.records,
             down_s=round(up_at - down_at, 2),
             last_stream_end_after_down_s=round(max(record.ended_at for record in load.records) - down_at, 2),
@@ -239,6 +243,9 @@ def test_drill_redis_restarted_under_load(tmp_path: Path) -> None:
             recovered_after_up_s=None if recovered is None else round(recovered - up_at, 2),
             locks_clear_after_s=round(clear_s, 2),
         )
+        rode_it_out = grace_s > up_at - down_at + 1
+        assert counts[Outcome.COMPLETE.value] == (STREAMS if rode_it_out else 0), counts
+        assert rode_it_out or all(record.error and record.error.code == "redis_unavailable" for record in load.records)
         assert max(record.ended_at for record in load.records) - down_at < LEASE_TTL_S + 3
         assert set(statuses) <= {200, 503}, statuses
         assert max(seconds for _, seconds, _ in probes) < 3, "a request hung while Redis was away"
