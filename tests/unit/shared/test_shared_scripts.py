@@ -48,6 +48,21 @@ async def test_emit_appends_publishes_and_refuses_when_fenced(fake_redis: fakere
     await pubsub.aclose()
 
 
+async def test_emit_sent_again_appends_only_what_the_log_lacks(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    scripts, keys = Scripts(fake_redis), GenerationKeys("g3")
+    await fake_redis.set(keys.lease, "owner")
+    emit = {"keys": [keys.events, keys.lease]}
+    assert await scripts.emit(**emit, args=["owner", 60000, "relay", 0, b"[a,b]", 0, b"a", 1, b"b"]) == 1
+    # The answer was lost with the connection: the worker sends the batch again, with what came since.
+    assert await scripts.emit(**emit, args=["owner", 60000, "relay", 0, b"[a,b,c]", 0, b"a", 1, b"b", 2, b"c"]) == 1
+    entries = await fake_redis.xrange(keys.events)
+    assert [(entry_id, fields[b"e"]) for entry_id, fields in entries] == [
+        (b"0-1", b"a"),
+        (b"0-2", b"b"),
+        (b"0-3", b"c"),
+    ]
+
+
 async def test_claim_takes_a_queued_job_once_with_its_payload_and_lease(fake_redis: fakeredis.FakeAsyncRedis) -> None:
     scripts = Scripts(fake_redis)
     await fake_redis.zadd("q", {"job": 1000, "later": 5000, "expired": 1000, "stopped": 1000})

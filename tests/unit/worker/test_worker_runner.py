@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import fakeredis
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from api.access_store import KeyStore
 from shared.access_config import KeyPolicy
@@ -146,6 +149,29 @@ async def test_emitter_batches_and_reports_fencing(fake_redis: fakeredis.FakeAsy
         raise AssertionError("a fenced-out emitter must fail")
     assert await fake_redis.xlen(keys.events) == 3
     await pubsub.aclose()
+
+
+async def test_emitter_waits_out_a_lost_redis_within_its_grace(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    keys, scripts = GenerationKeys("g11"), Scripts(fake_redis)
+    await fake_redis.set(keys.lease, "token")
+    lease = GenerationLease(scripts, keys, "token", ttl_s=10)
+    real_emit, failures = scripts.emit, [RedisConnectionError("gone"), RedisConnectionError("still gone")]
+
+    async def flaky_emit(**call: Any) -> Any:
+        if failures:
+            raise failures.pop(0)
+        return await real_emit(**call)
+
+    scripts.emit = flaky_emit  # type: ignore[assignment]
+    patient = EventEmitter(scripts, keys, generation_id="g11", lease=lease, channel="relay", ttl_s=60, outage_grace_s=5)
+    await patient.send(TextDelta("a"))
+    await patient.drain()
+    assert [e.event for e in await _log(fake_redis, "g11")] == [TextDelta("a")]
+    failures.append(RedisConnectionError("gone for good"))
+    hasty = EventEmitter(scripts, keys, generation_id="g11", lease=lease, channel="relay", ttl_s=60)
+    await hasty.send(TextDelta("b"))
+    with pytest.raises(RedisConnectionError):
+        await hasty.drain()
 
 
 async def test_emitter_holds_announced_events_and_ends_with_the_lease(fake_redis: fakeredis.FakeAsyncRedis) -> None:
