@@ -19,6 +19,8 @@ __all__ = ("Presence",)
 
 log = logging.getLogger(__name__)
 
+_RETRY_S = 0.5
+
 
 class Presence:
     def __init__(self, redis: Redis, reply_channel: str, *, ttl_s: float) -> None:
@@ -41,8 +43,11 @@ class Presence:
 
     async def _announce(self) -> None:
         while True:
+            interval = self._ttl_ms / 3000
             try:
                 await self._redis.set(self._key, b"1", px=self._ttl_ms)
             except (RedisError, OSError) as exc:
+                # Redis may be back (and have lost the key) in a moment: say so again soon.
                 log.debug("presence not renewed: %s", exc)
-            await asyncio.sleep(self._ttl_ms / 3000)
+                interval = min(interval, _RETRY_S)
+            await asyncio.sleep(interval)
