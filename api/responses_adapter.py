@@ -13,8 +13,11 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET
 
+from api import custom_tools
 from api.decoding import decode_body
 from api.responses_objects import (
+    CustomToolCallOutput,
+    CustomToolCallResult,
     FunctionCallOutput,
     FunctionCallResult,
     InputImageContent,
@@ -125,11 +128,19 @@ def parse_input(value: str | list[msgspec.Raw], *, id_prefix: str) -> ParsedInpu
                     id=item_id, call_id=item.call_id, name=item.name, arguments=item.arguments, status="completed"
                 )
             )
-        elif isinstance(item, wire.FunctionCallOutputItem):
+        elif isinstance(item, wire.CustomToolCallItem):
+            _append_call(messages, ToolCall(item.call_id, item.name, custom_tools.arguments_for(item.input)))
+            items.append(
+                CustomToolCallOutput(
+                    id=item_id, call_id=item.call_id, name=item.name, input=item.input, status="completed"
+                )
+            )
+        elif isinstance(item, wire.FunctionCallOutputItem | wire.CustomToolCallOutputItem):
             parts = _parts(item.output, where)
             messages.append(Message("tool", parts, tool_call_id=item.call_id))
             text = item.output if isinstance(item.output, str) else "".join(_text_of(parts))
-            items.append(FunctionCallResult(id=item_id, call_id=item.call_id, output=text))
+            result = FunctionCallResult if isinstance(item, wire.FunctionCallOutputItem) else CustomToolCallResult
+            items.append(result(id=item_id, call_id=item.call_id, output=text))
         elif isinstance(item, wire.ItemReference):
             raise InvalidRequest("item_reference inputs are not supported; send the item itself.", param=where)
     return ParsedInput(messages, items)
@@ -172,14 +183,17 @@ def _parts(content: str | list[msgspec.Raw], where: str) -> list[ContentPart]:
 
 
 def tools(request: wire.CreateResponse) -> list[FunctionTool]:
-    """The function tools; hosted and custom tools are skipped, as no backend here can run them."""
+    """The function and custom tools (see :mod:`api.custom_tools`); hosted tools are skipped, as no
+    backend here can run them."""
     out: list[FunctionTool] = []
     for index, raw in enumerate(request.tools or ()):
         try:
             spec = wire.decode_tool(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise InvalidRequest(f"Invalid tool: {exc}", param=f"tools[{index}]") from exc
-        if spec is not None:
+        if isinstance(spec, wire.CustomToolSpec):
+            out.append(custom_tools.as_function(spec))
+        elif spec is not None:
             out.append(FunctionTool(spec.name, spec.description, spec.parameters, spec.strict))
     return out
 
@@ -195,9 +209,9 @@ def tool_choice(request: wire.CreateResponse, available: list[FunctionTool]) -> 
         if choice not in ("none", "auto", "required"):
             raise InvalidRequest(f"Unknown tool_choice '{choice}'.", param="tool_choice")
         return ToolChoice(choice)  # type: ignore[arg-type]
-    if choice.type == "function":
+    if choice.type in ("function", "custom"):
         if choice.name not in {tool.name for tool in available}:
-            raise InvalidRequest(f"tool_choice names unknown function '{choice.name}'.", param="tool_choice")
+            raise InvalidRequest(f"tool_choice names unknown tool '{choice.name}'.", param="tool_choice")
         return ToolChoice("function", choice.name)
     if choice.type == "allowed_tools":
         return ToolChoice("required" if choice.mode == "required" else "auto")
@@ -293,6 +307,8 @@ def history_from_output(output: list[OutputItem]) -> list[Message]:
     for item in output:
         if isinstance(item, MessageOutput):
             messages.append(Message("assistant", [TextPart("".join(part.text for part in item.content))]))
+        elif isinstance(item, CustomToolCallOutput):
+            _append_call(messages, ToolCall(item.call_id, item.name, custom_tools.arguments_for(item.input)))
         else:
             _append_call(messages, ToolCall(item.call_id, item.name, item.arguments))
     return messages

@@ -14,6 +14,10 @@ import msgspec
 __all__ = (
     "ContentPartAdded",
     "ContentPartDone",
+    "CustomToolCallInputDelta",
+    "CustomToolCallInputDone",
+    "CustomToolCallOutput",
+    "CustomToolCallResult",
     "DeletedResponse",
     "ErrorEvent",
     "FunctionCallArgumentsDelta",
@@ -103,7 +107,15 @@ class FunctionCallOutput(msgspec.Struct, tag_field="type", tag="function_call", 
     status: ItemStatus
 
 
-OutputItem = MessageOutput | FunctionCallOutput
+class CustomToolCallOutput(msgspec.Struct, tag_field="type", tag="custom_tool_call", kw_only=True):
+    id: str
+    call_id: str
+    name: str
+    input: str
+    status: ItemStatus
+
+
+OutputItem = MessageOutput | FunctionCallOutput | CustomToolCallOutput
 
 
 class InputTextContent(msgspec.Struct, tag_field="type", tag="input_text"):
@@ -129,7 +141,14 @@ class FunctionCallResult(msgspec.Struct, tag_field="type", tag="function_call_ou
     status: ItemStatus = "completed"
 
 
-InputItemView = InputMessage | FunctionCallOutput | FunctionCallResult
+class CustomToolCallResult(msgspec.Struct, tag_field="type", tag="custom_tool_call_output", kw_only=True):
+    id: str
+    call_id: str
+    output: str
+    status: ItemStatus = "completed"
+
+
+InputItemView = InputMessage | FunctionCallOutput | FunctionCallResult | CustomToolCallOutput | CustomToolCallResult
 """An input item as ``GET /v1/responses/{id}/input_items`` lists it: always with an id."""
 
 
@@ -264,6 +283,18 @@ class FunctionCallArgumentsDone(_Event, tag="response.function_call_arguments.do
     arguments: str
 
 
+class CustomToolCallInputDelta(_Event, tag="response.custom_tool_call_input.delta", kw_only=True):
+    item_id: str
+    output_index: int
+    delta: str
+
+
+class CustomToolCallInputDone(_Event, tag="response.custom_tool_call_input.done", kw_only=True):
+    item_id: str
+    output_index: int
+    input: str
+
+
 class OutputItemDone(_Event, tag="response.output_item.done", kw_only=True):
     output_index: int
     item: OutputItem
@@ -307,6 +338,8 @@ StreamEvent = (
     | ContentPartDone
     | FunctionCallArgumentsDelta
     | FunctionCallArgumentsDone
+    | CustomToolCallInputDelta
+    | CustomToolCallInputDone
     | OutputItemDone
     | ResponseCompleted
     | ResponseIncomplete

@@ -12,9 +12,13 @@ import time
 
 import msgspec
 
+from api import custom_tools
 from api.responses_objects import (
     ContentPartAdded,
     ContentPartDone,
+    CustomToolCallInputDelta,
+    CustomToolCallInputDone,
+    CustomToolCallOutput,
     ErrorEvent,
     FunctionCallArgumentsDelta,
     FunctionCallArgumentsDone,
@@ -47,6 +51,7 @@ from shared.events import Failed, Finished, GenerationEvent, Started, TextDelta,
 
 __all__ = ("ResponseProjector",)
 
+_tools_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 # Codes Codex and the SDKs act on; anything else is reported as a plain server error.
@@ -74,7 +79,10 @@ class ResponseProjector:
         self._seq = 0
         self._text: list[str] = []
         self._open: OutputItem | None = None
-        self._calls: dict[int, FunctionCallOutput] = {}
+        self._calls: dict[int, FunctionCallOutput | CustomToolCallOutput] = {}
+        self._custom_arguments: dict[str, str] = {}
+        """A custom call's arguments as the backend streamed them; its input is read from them at its end."""
+        self._custom_names = custom_tools.custom_names(_tools_decoder.decode(shell.tools))
         self._item_prefix = shell.id.removeprefix("resp_")
 
     def feed(self, event: GenerationEvent) -> list[StreamEvent]:
@@ -209,9 +217,16 @@ class ResponseProjector:
         return out
 
     def _open_call(self, event: ToolCallStarted) -> list[StreamEvent]:
-        item = FunctionCallOutput(
-            id=self._item_id("fc"), call_id=event.call_id, name=event.name, arguments="", status="in_progress"
-        )
+        item: FunctionCallOutput | CustomToolCallOutput
+        if event.name in self._custom_names:
+            item = CustomToolCallOutput(
+                id=self._item_id("ctc"), call_id=event.call_id, name=event.name, input="", status="in_progress"
+            )
+            self._custom_arguments[item.id] = ""
+        else:
+            item = FunctionCallOutput(
+                id=self._item_id("fc"), call_id=event.call_id, name=event.name, arguments="", status="in_progress"
+            )
         self.output.append(item)
         self._open = item
         self._calls[event.index] = item
@@ -221,6 +236,12 @@ class ResponseProjector:
     def _call_delta(self, event: ToolCallDelta) -> list[StreamEvent]:
         item = self._calls.get(event.index)
         if item is None:
+            return []
+        if isinstance(item, CustomToolCallOutput):
+            # The input is known only once the arguments are whole: it is sent with the call's end.
+            self._custom_arguments[item.id] += event.arguments
+            if item is not self._open:
+                item.input = custom_tools.input_from(self._custom_arguments[item.id])
             return []
         item.arguments += event.arguments
         if item is not self._open:
@@ -255,6 +276,8 @@ class ResponseProjector:
                 ),
                 OutputItemDone(sequence_number=self._next(), output_index=index, item=self._message_copy(item)),
             ]
+        if isinstance(item, CustomToolCallOutput):
+            return self._close_custom(item, index)
         return [
             FunctionCallArgumentsDone(
                 sequence_number=self._next(),
@@ -265,6 +288,20 @@ class ResponseProjector:
             ),
             OutputItemDone(sequence_number=self._next(), output_index=index, item=msgspec.structs.replace(item)),
         ]
+
+    def _close_custom(self, item: CustomToolCallOutput, index: int) -> list[StreamEvent]:
+        item.input = custom_tools.input_from(self._custom_arguments[item.id])
+        out: list[StreamEvent] = []
+        if item.input:
+            delta = CustomToolCallInputDelta(
+                sequence_number=self._next(), item_id=item.id, output_index=index, delta=item.input
+            )
+            out.append(delta)
+        out.append(
+            CustomToolCallInputDone(sequence_number=self._next(), item_id=item.id, output_index=index, input=item.input)
+        )
+        out.append(OutputItemDone(sequence_number=self._next(), output_index=index, item=msgspec.structs.replace(item)))
+        return out
 
     def _finish(self, event: Finished) -> list[StreamEvent]:
         reason = _INCOMPLETE_REASONS.get(event.finish_reason)

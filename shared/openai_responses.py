@@ -17,6 +17,10 @@ from msgspec import UNSET, UnsetType
 __all__ = (
     "ContentPart",
     "CreateResponse",
+    "CustomToolCallItem",
+    "CustomToolCallOutputItem",
+    "CustomToolFormat",
+    "CustomToolSpec",
     "FunctionCallItem",
     "FunctionCallOutputItem",
     "FunctionToolSpec",
@@ -85,11 +89,31 @@ class FunctionCallOutputItem(msgspec.Struct, kw_only=True):
     id: str | None = None
 
 
+class CustomToolCallItem(msgspec.Struct, kw_only=True):
+    call_id: str
+    name: str
+    input: str
+    id: str | None = None
+
+
+class CustomToolCallOutputItem(msgspec.Struct, kw_only=True):
+    call_id: str
+    output: str | list[msgspec.Raw]
+    id: str | None = None
+
+
 class ItemReference(msgspec.Struct, kw_only=True):
     id: str
 
 
-InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem | ItemReference
+InputItem = (
+    MessageItem
+    | FunctionCallItem
+    | FunctionCallOutputItem
+    | CustomToolCallItem
+    | CustomToolCallOutputItem
+    | ItemReference
+)
 
 
 class _Kind(msgspec.Struct):
@@ -103,6 +127,8 @@ _ITEM_DECODERS: dict[str, msgspec.json.Decoder[InputItem]] = {
     "message": msgspec.json.Decoder(MessageItem),
     "function_call": msgspec.json.Decoder(FunctionCallItem),
     "function_call_output": msgspec.json.Decoder(FunctionCallOutputItem),
+    "custom_tool_call": msgspec.json.Decoder(CustomToolCallItem),
+    "custom_tool_call_output": msgspec.json.Decoder(CustomToolCallOutputItem),
     "item_reference": msgspec.json.Decoder(ItemReference),
 }
 
@@ -144,14 +170,46 @@ class FunctionToolSpec(msgspec.Struct, kw_only=True):
     strict: bool | None = None
 
 
-_function_tool_decoder = msgspec.json.Decoder(FunctionToolSpec)
+class _Grammar(msgspec.Struct, kw_only=True):
+    syntax: str = "lark"
+    definition: str = ""
 
 
-def decode_tool(raw: msgspec.Raw) -> FunctionToolSpec | None:
-    """Decode a function tool; ``None`` for hosted and custom tools, which no backend here can run."""
-    if _kind_decoder.decode(raw).type != "function":
-        return None
-    return _function_tool_decoder.decode(raw)
+class CustomToolFormat(msgspec.Struct, kw_only=True):
+    """``{"type": "text"}`` or a grammar, flat (the Responses spelling) or nested under ``grammar`` (Chat's)."""
+
+    type: str = "text"
+    syntax: str | None = None
+    definition: str | None = None
+    grammar: _Grammar | None = None
+
+    def grammar_text(self) -> tuple[str, str] | None:
+        """The grammar's syntax and definition, if the input is constrained by one."""
+        if self.type != "grammar":
+            return None
+        nested = self.grammar or _Grammar()
+        definition = self.definition or nested.definition
+        return (self.syntax or nested.syntax, definition) if definition else None
+
+
+class CustomToolSpec(msgspec.Struct, kw_only=True):
+    """A freeform tool: the model's call is text (optionally matching a grammar), not JSON arguments."""
+
+    name: str
+    description: str | None = None
+    format: CustomToolFormat | None = None
+
+
+_TOOL_DECODERS: dict[str, msgspec.json.Decoder[FunctionToolSpec | CustomToolSpec]] = {
+    "function": msgspec.json.Decoder(FunctionToolSpec),
+    "custom": msgspec.json.Decoder(CustomToolSpec),
+}
+
+
+def decode_tool(raw: msgspec.Raw) -> FunctionToolSpec | CustomToolSpec | None:
+    """Decode a function or custom tool; ``None`` for hosted tools, which no backend here can run."""
+    decoder = _TOOL_DECODERS.get(_kind_decoder.decode(raw).type or "")
+    return None if decoder is None else decoder.decode(raw)
 
 
 class NamedFunctionChoice(msgspec.Struct):

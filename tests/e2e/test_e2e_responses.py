@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from tests.fakes.openai_upstream import PATCH
 from tests.harness import GatewayProcesses
 
 pytestmark = pytest.mark.e2e
@@ -330,12 +331,46 @@ def test_codex_style_request(gateway: GatewayProcesses) -> None:
     assert text == (
         "system:You are Codex. | system:env | user:list files | assistant:running ls"
         ' call(call_1 shell {"command":["ls"]}) | tool(call_1):a.txt'
+        ' | assistant: call(call_2 apply_patch {"input":"*** Begin Patch"})'
     )
     usage = frames[-1][1]["response"]["usage"]
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     assert usage["input_tokens_details"]["cached_tokens"] == 0
     response_id = frames[-1][1]["response"]["id"]
     assert httpx.get(f"{gateway.base_url}/responses/{response_id}", headers=headers).status_code == 404
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_custom_tools_are_offered_and_called_with_free_text_input(strict: openai.OpenAI, stream: bool) -> None:
+    """Codex's freeform ``apply_patch``: the backend sees a function, the client a ``custom_tool_call``."""
+    tool: Any = {
+        "type": "custom",
+        "name": "apply_patch",
+        "description": "Edit files.",
+        "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "*** Begin Patch" /(.|\\n)*/'},
+    }
+    if stream:
+        with strict.responses.stream(model="fake-tools", input="add hello.txt", tools=[tool]) as events:
+            seen = list(events)
+            response = events.get_final_response()
+        inputs = [event for event in seen if event.type == "response.custom_tool_call_input.done"]
+        assert [event.input for event in inputs] == [PATCH]
+    else:
+        response = strict.responses.create(model="fake-tools", input="add hello.txt", tools=[tool])
+    call = response.output[0]
+    assert call.type == "custom_tool_call"
+    assert (call.name, call.call_id, call.input) == ("apply_patch", "call_fake", PATCH)
+    assert call.id is not None and call.id.startswith("ctc_")
+    follow_up = strict.responses.create(
+        model="fake-transcript",
+        input=[{"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done!"}],
+        previous_response_id=response.id,
+        tools=[tool],
+    )
+    wrapped = json.dumps({"input": PATCH}, separators=(",", ":"))
+    assert follow_up.output_text == (
+        f"user:add hello.txt | assistant: call(call_fake apply_patch {wrapped}) | tool(call_fake):Done!"
+    )
 
 
 def test_legacy_prefix_serves_responses(gateway: GatewayProcesses) -> None:

@@ -8,7 +8,8 @@ The reply depends only on the request, so tests need no side channel. By ``model
 - ``fake-slow``: waits ``slow_first_token_s`` before answering
 - ``fake-stall``: two chunks, then nothing until the client disconnects
 - ``fake-midstream-error``: three chunks, then the body ends without ``[DONE]`` or a finish reason
-- ``fake-tools``: one call of the first tool, arguments ``{"city": "Paris"}`` in three fragments
+- ``fake-tools``: one call of the first tool, arguments ``{"city": "Paris"}`` in three fragments, or
+  ``{"input": PATCH}`` when the tool takes an ``input`` (a custom tool, as the gateway offers it)
 - ``fake-xml``: a model without native tools: ``Checking.`` and then, in the text bridge's XML after
   the trigger found in the prompt, a call of ``get_weather`` for Paris (plain text if no trigger)
 - ``fake-xml-pause``: like ``fake-xml`` with a second call (Berlin) after the first; streamed, it
@@ -87,8 +88,13 @@ class _Message(msgspec.Struct):
         return f"{self.role}:{self.text()}{calls}"
 
 
+class _Schema(msgspec.Struct):
+    properties: dict[str, msgspec.Raw] = msgspec.field(default_factory=dict)
+
+
 class _Function(msgspec.Struct):
     name: str
+    parameters: _Schema | None = None
 
 
 class _Tool(msgspec.Struct):
@@ -108,6 +114,7 @@ class _Request(msgspec.Struct):
 
 
 _encoder = msgspec.json.Encoder()
+PATCH = '*** Begin Patch\n*** Add File: hello.txt\n+Hello, "world" \\o/\n*** End Patch'
 _TRIGGER = re.compile(r"<<CALL_[a-z0-9]+>>")
 _PAUSE = "\x00pause"
 _PAUSE_MAX_S = 30.0
@@ -129,6 +136,12 @@ def _usage(prompt: int, completion: int) -> dict[str, Any]:
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
     }
+
+
+def _args(function: _Function) -> str:
+    if function.parameters and "input" in function.parameters.properties:
+        return _encoder.encode({"input": PATCH}).decode()
+    return '{"city": "Paris"}'
 
 
 def _error(status: int, message: str) -> bytes:
@@ -232,10 +245,11 @@ class FakeUpstream:
 
     async def _complete(self, request: _Request, prompt_tokens: int, send: Send) -> None:
         if request.model == "fake-tools" and request.tools:
+            function = request.tools[0].function
             call = {
                 "id": "call_fake",
                 "type": "function",
-                "function": {"name": request.tools[0].function.name, "arguments": '{"city": "Paris"}'},
+                "function": {"name": function.name, "arguments": _args(function)},
             }
             message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
             finish, completion = "tool_calls", 3
@@ -252,10 +266,16 @@ class FakeUpstream:
 
     def _chunks(self, request: _Request) -> tuple[list[dict[str, Any]], str]:
         if request.model == "fake-tools" and request.tools:
-            name = request.tools[0].function.name
-            first = {"index": 0, "id": "call_fake", "type": "function", "function": {"name": name, "arguments": ""}}
+            function = request.tools[0].function
+            first = {
+                "index": 0,
+                "id": "call_fake",
+                "type": "function",
+                "function": {"name": function.name, "arguments": ""},
+            }
             deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None, "tool_calls": [first]}]
-            for fragment in ('{"city', '": "Par', 'is"}'):
+            arguments = _args(function)
+            for fragment in (arguments[:6], arguments[6:13], arguments[13:]):
                 deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]})
             return deltas, "tool_calls"
         pieces = self._pieces(request)

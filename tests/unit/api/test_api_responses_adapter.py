@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from api import responses_adapter as adapter
 from api.limits import check_limits
-from api.responses_objects import FunctionCallOutput, MessageOutput, OutputText, ResponseObject
+from api.responses_objects import (
+    CustomToolCallOutput,
+    FunctionCallOutput,
+    MessageOutput,
+    OutputText,
+    ResponseObject,
+)
 from api.responses_projection import ResponseProjector
 from api.responses_store import StoredResponse
 from shared.config import LimitsConfig
@@ -70,7 +76,6 @@ def test_codex_items_are_tolerated() -> None:
         [
             {"type": "reasoning", "summary": [], "encrypted_content": "gAAA"},
             {"role": "developer", "content": [{"type": "input_text", "text": "rules"}]},
-            {"type": "custom_tool_call", "call_id": "c", "name": "apply_patch", "input": "x"},
             {
                 "type": "message",
                 "role": "user",
@@ -83,7 +88,28 @@ def test_codex_items_are_tolerated() -> None:
         Message("system", [TextPart("rules")]),
         Message("user", [ImagePart("data:x", "low")]),
     ]
-    assert [item.id for item in parsed.items] == ["in_001", "in_003"]
+    assert [item.id for item in parsed.items] == ["in_001", "in_002"]
+
+
+def test_custom_tool_calls_travel_as_function_calls_with_their_input_wrapped() -> None:
+    patch = '*** Begin Patch\n*** Add File: a.txt\n+"hi"\n*** End Patch'
+    parsed = _input(
+        [
+            {"type": "custom_tool_call", "call_id": "c", "name": "apply_patch", "input": patch},
+            {"type": "custom_tool_call_output", "call_id": "c", "output": "Done!"},
+        ]
+    )
+    assert parsed.messages == [
+        Message(
+            "assistant", tool_calls=[ToolCall("c", "apply_patch", json.dumps({"input": patch}, separators=(",", ":")))]
+        ),
+        Message("tool", [TextPart("Done!")], tool_call_id="c"),
+    ]
+    listed = [json.loads(msgspec.json.encode(item)) for item in parsed.items]
+    assert [(item["type"], item.get("input"), item.get("output")) for item in listed] == [
+        ("custom_tool_call", patch, None),
+        ("custom_tool_call_output", None, "Done!"),
+    ]
 
 
 def test_item_ids_sent_by_the_client_are_kept() -> None:
@@ -106,7 +132,7 @@ def test_unusable_items_are_400s_naming_the_item(item: dict[str, object], param:
     assert caught.value.param == param
 
 
-def test_only_function_tools_reach_the_generation() -> None:
+def test_function_and_custom_tools_reach_the_generation_and_hosted_tools_do_not() -> None:
     request = _request(
         tools=[
             {"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": True},
@@ -115,7 +141,10 @@ def test_only_function_tools_reach_the_generation() -> None:
         ]
     )
     tools = adapter.tools(request)
-    assert [(tool.name, tool.strict) for tool in tools] == [("f", True)]
+    assert [(tool.name, tool.strict) for tool in tools] == [("f", True), ("apply_patch", None)]
+    assert adapter.tool_choice(_request(tool_choice={"type": "custom", "name": "apply_patch"}), tools) == ToolChoice(
+        "function", "apply_patch"
+    )
     assert adapter.tool_choice(_request(tool_choice={"type": "function", "name": "f"}), tools) == ToolChoice(
         "function", "f"
     )
@@ -175,7 +204,7 @@ def test_request_level_errors(fields: dict[str, object], param: str) -> None:
 
 
 def test_previous_output_becomes_history() -> None:
-    output: list[MessageOutput | FunctionCallOutput] = [
+    output: list[MessageOutput | FunctionCallOutput | CustomToolCallOutput] = [
         MessageOutput(id="m", status="completed", content=[OutputText("thinking")]),
         FunctionCallOutput(id="f", call_id="c", name="w", arguments="{}", status="completed"),
     ]
@@ -184,6 +213,10 @@ def test_previous_output_becomes_history() -> None:
     ]
     only_call = adapter.history_from_output(output[1:])
     assert only_call == [Message("assistant", tool_calls=[ToolCall("c", "w", "{}")])]
+    custom = CustomToolCallOutput(id="t", call_id="p", name="apply_patch", input="*** Begin Patch", status="completed")
+    assert adapter.history_from_output([custom]) == [
+        Message("assistant", tool_calls=[ToolCall("p", "apply_patch", '{"input":"*** Begin Patch"}')])
+    ]
 
 
 def _generation(body: bytes) -> tuple[GenerationRequest, ResponseObject]:

@@ -88,6 +88,45 @@ def test_text_then_tool_call_opens_and_closes_items_in_order() -> None:
     assert final.usage.input_tokens_details.cached_tokens == 2
 
 
+def test_a_call_to_a_custom_tool_comes_out_as_a_custom_tool_call_with_its_input() -> None:
+    tools = msgspec.Raw(b'[{"type":"function","name":"shell"},{"type":"custom","name":"apply_patch"}]')
+    projector = ResponseProjector(msgspec.structs.replace(SHELL, tools=tools))
+    patch = '*** Begin Patch\n+"x"\n*** End Patch'
+    arguments = msgspec.json.encode({"input": patch}).decode()
+    events: list[StreamEvent] = []
+    for event in [
+        Started("w"),
+        ToolCallStarted(0, "call_1", "apply_patch"),
+        ToolCallDelta(0, arguments[:9]),
+        ToolCallDelta(0, arguments[9:]),
+        ToolCallStarted(1, "call_2", "shell"),
+        ToolCallDelta(1, "{}"),
+        Finished("tool_calls"),
+    ]:
+        events += projector.feed(event)
+    wire = [_wire(event) for event in events]
+    assert [event["type"] for event in wire][2:7] == [
+        "response.output_item.added",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
+        "response.output_item.done",
+        "response.output_item.added",
+    ]
+    assert wire[2]["item"] == {
+        "type": "custom_tool_call",
+        "id": "ctc_abc000",
+        "call_id": "call_1",
+        "name": "apply_patch",
+        "input": "",
+        "status": "in_progress",
+    }
+    assert wire[3]["delta"] == patch and wire[4]["input"] == patch
+    assert wire[5]["item"]["input"] == patch and wire[5]["item"]["status"] == "completed"
+    custom, function = (_wire(item) for item in projector.snapshot().output)
+    assert custom["type"] == "custom_tool_call" and custom["input"] == patch
+    assert function["type"] == "function_call" and function["arguments"] == "{}"
+
+
 def test_added_items_are_snapshots_not_live_objects() -> None:
     _, events = _run([Started("w"), TextDelta("a"), TextDelta("b"), Finished("stop")])
     added = _wire(events[2])
