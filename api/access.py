@@ -19,9 +19,11 @@ once: nothing is checked and nothing costs a Redis call. In keys mode:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +33,14 @@ from api.access_store import KeyStore, Verdict
 from api.state import gateway_state
 from shared.access_config import AccessConfig, KeyPolicy, key_digest
 from shared.errors import AuthenticationFailed, PermissionDenied, RateLimited
-from shared.usage import Billing, estimate_tokens
+from shared.usage import Billing, UsageLedger, estimate_tokens
 
 if TYPE_CHECKING:
     from litestar import Request
     from litestar.connection import ASGIConnection
     from redis.asyncio import Redis
 
-__all__ = ("Access", "Admission", "access_for", "admit", "authenticate")
+__all__ = ("Access", "Admission", "access_for", "admit", "authenticate", "charged")
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class Access:
     def __init__(self, config: AccessConfig, redis: Redis) -> None:
         self.config = config
         self.store = KeyStore(redis)
+        self.ledger = UsageLedger(redis)
         self._configured: dict[str, KeyPolicy] = {}
         self.configured_names = {key.name for key in config.keys}
         for key in config.keys:
@@ -153,6 +156,21 @@ class Admission:
     async def charge(self) -> Billing:
         """Count the request against the key's limits (429 if one is reached); whom the generation bills."""
         return await self.access.limit(self.key, self.model, self.body_bytes)
+
+
+@contextlib.asynccontextmanager
+async def charged(admission: Admission | None) -> AsyncIterator[Billing | None]:
+    """Charge ``admission`` (``None`` in open mode: nothing to charge) for the block that queues its
+    generation; if the block fails, the generation never runs and its token reservation is given back."""
+    if admission is None:
+        yield None
+        return
+    billing = await admission.charge()
+    try:
+        yield billing
+    except BaseException:
+        await admission.access.ledger.release(billing, now_s=int(time.time()))
+        raise
 
 
 async def admit(request: Request[Any, Any, Any]) -> Admission | None:

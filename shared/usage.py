@@ -8,8 +8,9 @@ text, about four characters a token, and the request is counted as ``estimated``
 At admission the API reserved an estimate of the prompt (``Billing.reserved_tokens``) in the key's token
 window, so tpm limits hold while a generation runs. The record settles that reservation: the difference
 to the real figures goes into the reservation's own one-second bucket while it is still inside the
-one-minute window, so the window's total becomes exact. A reservation whose generation never ran (the
-request was refused after admission) simply leaves the window within the minute.
+one-minute window, so the window's total becomes exact. A request refused after its admission (409 at
+the session gate, the queue unreachable) never reaches a worker: the API gives its reservation back
+(:meth:`UsageLedger.release`), or a client retrying 409s would use up its own tpm.
 """
 
 from __future__ import annotations
@@ -87,3 +88,13 @@ class UsageLedger:
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("usage of key %s on %s not recorded: %s", billing.key, billing.model, exc)
+
+    async def release(self, billing: Billing, *, now_s: int) -> None:
+        """Give back the reservation of a request that will never run. Never raises."""
+        if not billing.reserved_tokens or now_s - billing.reserved_at >= WINDOW_S:
+            return
+        try:
+            tokens = AccessKeys(billing.key).tokens
+            await self._redis.hincrby(tokens, str(billing.reserved_at), -billing.reserved_tokens)  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            log.warning("reservation of key %s not released: %s", billing.key, exc)

@@ -10,7 +10,7 @@ from litestar import Request, Response, post
 from litestar.response import Stream
 from msgspec import UNSET
 
-from api.access import admit
+from api.access import admit, charged
 from api.chat_adapter import ChatRequestBody, decode_chat_request, to_generation
 from api.chat_output import ChatCompletion, ChatCompletionBuilder, ChatCompletionChunk, ChatStreamWriter, error_frame
 from api.identity import client_identity
@@ -56,15 +56,15 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         client=ClientInfo.from_headers(request.headers),
     )
     check_limits(generation, state.settings.limits)
-    generation.billing = await admission.charge() if admission else None
-    generation = await state.sessions.enter(
-        request, generation, owner=client_identity(request), queue_timeout_s=state.settings.relay.queue_timeout_s
-    )
-    try:
-        subscription = await state.dispatcher.submit(generation)
-    except BaseException:
-        await state.sessions.leave(generation)
-        raise
+    async with charged(admission) as generation.billing:
+        generation = await state.sessions.enter(
+            request, generation, owner=client_identity(request), queue_timeout_s=state.settings.relay.queue_timeout_s
+        )
+        try:
+            subscription = await state.dispatcher.submit(generation)
+        except BaseException:
+            await state.sessions.leave(generation)
+            raise
     relayed = Relayed(subscription, state.dispatcher)
     completion_id = f"chatcmpl-{generation_id}"
     try:

@@ -12,7 +12,7 @@ from litestar import Request, Response, delete, get, post
 from litestar.response import Stream
 
 from api import responses_adapter as adapter
-from api.access import admit, authenticate
+from api.access import admit, authenticate, charged
 from api.identity import client_identity
 from api.limits import check_limits
 from api.middleware import REQUEST_ID_KEY
@@ -80,25 +80,25 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
         detached=shell.background,
     )
     check_limits(generation, state.settings.limits, messages_param="input")
-    generation.billing = await admission.charge() if admission else None
     queue_timeout = store.queue_timeout_s(shell.background)
-    generation = await state.sessions.enter(
-        request, generation, owner=owner, queue_timeout_s=queue_timeout, inherited=inherited_session
-    )
-    try:
-        if shell.store:
-            session_id = generation.session.id if generation.session else None
-            record = StoredResponse(
-                shell=shell, owner=owner, conversation=conversation, input_items=parsed.items, session_id=session_id
-            )
-            await store.create(record)
-        if shell.background and not body.stream:
-            await state.dispatcher.enqueue(generation, queue_timeout_s=queue_timeout)
-            return _json(ResponseProjector(shell).snapshot())
-        subscription = await state.dispatcher.submit(generation, queue_timeout_s=queue_timeout)
-    except BaseException:
-        await state.sessions.leave(generation)
-        raise
+    async with charged(admission) as generation.billing:
+        generation = await state.sessions.enter(
+            request, generation, owner=owner, queue_timeout_s=queue_timeout, inherited=inherited_session
+        )
+        try:
+            if shell.store:
+                session_id = generation.session.id if generation.session else None
+                record = StoredResponse(
+                    shell=shell, owner=owner, conversation=conversation, input_items=parsed.items, session_id=session_id
+                )
+                await store.create(record)
+            if shell.background and not body.stream:
+                await state.dispatcher.enqueue(generation, queue_timeout_s=queue_timeout)
+                return _json(ResponseProjector(shell).snapshot())
+            subscription = await state.dispatcher.submit(generation, queue_timeout_s=queue_timeout)
+        except BaseException:
+            await state.sessions.leave(generation)
+            raise
     relayed = Relayed(subscription, state.dispatcher, detached=shell.background)
     projector = ResponseProjector(shell)
     try:

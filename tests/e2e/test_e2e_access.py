@@ -228,3 +228,20 @@ def test_usage_of_a_background_response_nobody_watched(gateway: GatewayProcesses
     usage = _model_usage(gateway, "unwatched", "mock-1")
     assert done.usage is not None and usage["estimated"] == 0
     assert (usage["input_tokens"], usage["output_tokens"]) == (done.usage.input_tokens, done.usage.output_tokens)
+
+
+def test_a_request_refused_at_the_session_gate_gives_its_tokens_back(gateway: GatewayProcesses) -> None:
+    key = _admin(gateway, "POST", "/keys", json={"name": "gated", "tpm": 100_000}).json()["key"]
+    conversation: Any = [*HI, {"role": "assistant", "content": "Hi!"}, {"role": "user", "content": "Tell me more."}]
+    with _client(gateway, key) as client:
+        running = client.chat.completions.create(model="mock-slow", messages=conversation, stream=True)
+        next(iter(running))
+        for _ in range(5):
+            with pytest.raises(openai.ConflictError):
+                client.chat.completions.create(model="mock-slow", messages=conversation)
+        chunks = list(running)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert _eventually(lambda: _model_usage(gateway, "gated", "mock-slow").get("requests") == 1)
+    usage = _admin(gateway, "GET", "/keys/gated/usage").json()
+    # Only the generation that ran is in the window: the five 409s' reservations were given back.
+    assert usage["tokens_last_minute"] == usage["spent_tokens"] > 0

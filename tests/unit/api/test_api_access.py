@@ -15,7 +15,7 @@ from litestar import Litestar, Request, post
 from litestar.datastructures import State
 from litestar.testing import AsyncTestClient
 
-from api.access import Access, admit
+from api.access import Access, admit, charged
 from api.access_store import KeyStore, Verdict
 from api.errors import exception_handlers
 from shared.access_config import AccessConfig, AccessKeyConfig, KeyPolicy, key_digest
@@ -220,9 +220,16 @@ async def generate(request: Request[Any, Any, Any]) -> Billing | None:
     return await admission.charge() if admission else None
 
 
+@post("/v1/refused", status_code=200)
+async def refused(request: Request[Any, Any, Any]) -> None:
+    """Charge a request, then refuse it before it is queued, as the session gate's 409 does."""
+    async with charged(await admit(request)):
+        raise Conflict("busy", code="concurrent_request")
+
+
 def _app(redis: fakeredis.FakeAsyncRedis, access: AccessConfig) -> Litestar:
     gateway = SimpleNamespace(settings=Settings(access=access), redis=redis, access=Access(access, redis))
-    handlers = [generate]
+    handlers = [generate, refused]
     return Litestar(handlers, exception_handlers=exception_handlers, state=State({"gateway": gateway}))
 
 
@@ -261,6 +268,22 @@ async def test_a_charged_request_carries_its_billing_and_reservation(fake_redis:
     billing = msgspec.json.decode(reply.content, type=Billing)
     assert (billing.key, billing.model) == ("tok", "mock-1")
     assert billing.reserved_tokens == -(-len(body) // 4) and billing.reserved_at > 0, "a quarter of the body's bytes"
+
+
+async def test_a_request_refused_after_its_charge_gives_the_reservation_back() -> None:
+    server = fakeredis.FakeServer()
+    seen = fakeredis.FakeRedis(server=server)
+    keys = AccessConfig(mode="keys", keys=[AccessKeyConfig(name="tok", key_sha256=DIGEST, tpm=1000, rpm=100)])
+    auth = {"authorization": f"Bearer {SECRET}"}
+    body = msgspec.json.encode({"model": "mock-1", "messages": [{"role": "user", "content": "x" * 400}]})
+    async with AsyncTestClient(_app(fakeredis.FakeAsyncRedis(server=server), keys)) as client:
+        for _ in range(3):
+            reply = await client.post("/v1/refused", content=body, headers=auth)
+            assert reply.status_code == 409
+        assert set(seen.hgetall(AccessKeys("tok").tokens).values()) <= {b"0"}
+        assert (await client.post("/v1/generate", content=body, headers=auth)).status_code == 200
+    assert sum(map(int, seen.hgetall(AccessKeys("tok").tokens).values())) == -(-len(body) // 4)
+    assert sum(map(int, seen.hgetall(AccessKeys("tok").requests).values())) == 4, "the 409s are requests made"
 
 
 async def test_open_mode_checks_nothing_and_calls_no_redis() -> None:
