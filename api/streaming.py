@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from litestar.response import Stream
+from litestar.response.streaming import ASGIStreamingResponse
 from redis.exceptions import RedisError
 
 from api.metrics import ERRORS
@@ -17,12 +18,14 @@ from shared.errors import ClientClosed, GatewayError, InternalError
 from shared.events import TERMINAL_EVENTS, Failed, GenerationEvent, Started
 
 if TYPE_CHECKING:
-    from litestar import Request
+    from litestar import Litestar, Request
+    from litestar.response.base import ASGIResponse
+    from litestar.types import HTTPResponseBodyEvent, Receive, Send
 
     from api.dispatch import Dispatcher
     from api.relay import Subscription
 
-__all__ = ("Relayed", "sse_response", "unless_client_leaves")
+__all__ = ("EventStreamResponse", "Relayed", "sse_response", "unless_client_leaves")
 
 log = logging.getLogger(__name__)
 
@@ -94,32 +97,119 @@ class Relayed:
                 await self._dispatcher.cancel(self._subscription.generation_id)
 
 
-async def unless_client_leaves(request: Request[Any, Any, Any], work: Coroutine[Any, Any, T]) -> T:
+async def unless_client_leaves(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
     """The result of ``work``, unless the client closes its connection first.
 
     While a handler waits for a whole generation, or for the first output of a stream, nothing is written
     to the client, so only the ASGI ``http.disconnect`` tells that it left. Then ``work`` is cancelled
     (a ``Relayed`` that is not finished cancels its generation) and :class:`ClientClosed` is raised.
     """
-    task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        if not task.done():
+    async with _cancelled_if_client_leaves(request.receive) as left:
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if left():
+                raise ClientClosed("The client closed the connection before the answer was ready.") from None
+            raise
+
+
+@contextlib.asynccontextmanager
+async def _cancelled_if_client_leaves(receive: Receive) -> AsyncIterator[Callable[[], bool]]:
+    """Run the block in this very task, cancelled if the client disconnects meanwhile; yields whether it did.
+
+    A task of its own per block (or anyio's task group, as Litestar's ``Stream`` has) would put a task
+    switch between an event's arrival and its write to the client, on every request's first token.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    watching = True
+    gone = asyncio.ensure_future(_disconnected(receive))
+
+    def cancel(_: object) -> None:
+        if watching and not gone.cancelled():
             task.cancel()
-            # Its clean-up (cancelling the generation) must be done before the handler goes on.
-            await asyncio.wait((task,))
-    if task.cancelled():
-        raise ClientClosed("The client closed the connection before the answer was ready.")
-    return task.result()
+
+    def left() -> bool:
+        # True once the cancellation came from here (and only then: it is taken back).
+        return gone.done() and not gone.cancelled() and task.uncancel() == 0
+
+    gone.add_done_callback(cancel)
+    try:
+        yield left
+    finally:
+        watching = False
+        gone.cancel()
 
 
-async def _disconnected(request: Request[Any, Any, Any]) -> None:
+async def _disconnected(receive: Receive) -> None:
     # The body has been read: the server's next message is the disconnect, whenever it happens.
-    while (await request.receive())["type"] != "http.disconnect":
+    while (await receive())["type"] != "http.disconnect":
         pass
+
+
+class _ASGIEventStream(ASGIStreamingResponse):
+    """Litestar's streaming response, written from the request's own task, its last chunk ending the body."""
+
+    __slots__ = ("_is_last",)
+
+    def __init__(self, *, is_last: Callable[[], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._is_last = is_last
+
+    async def send_body(self, send: Send, receive: Receive) -> None:
+        iterator = self.iterator
+        assert isinstance(iterator, AsyncGenerator)
+        last: str | bytes = b""
+        try:
+            async with _cancelled_if_client_leaves(receive) as left:
+                try:
+                    async for chunk in iterator:
+                        if self._is_last():
+                            # The end of the body rides with the last chunk: one write, one wake-up of the
+                            # client. It is sent once the watch is over, as a server reports a finished
+                            # response as a disconnect.
+                            last = chunk
+                            break
+                        await send(_body_event(chunk, more=True))
+                except asyncio.CancelledError:
+                    if not left():
+                        raise
+                    return
+            await send(_body_event(last, more=False))
+        finally:
+            await iterator.aclose()
+
+
+def _body_event(chunk: str | bytes, *, more: bool) -> HTTPResponseBodyEvent:
+    return {
+        "type": "http.response.body",
+        "body": chunk if isinstance(chunk, bytes) else chunk.encode(),
+        "more_body": more,
+    }
+
+
+class EventStreamResponse(Stream):
+    """A ``text/event-stream`` response of an async generator of SSE frames; ``is_last`` tells, right after
+    a frame was produced, whether it ends the stream."""
+
+    __slots__ = ("_is_last",)
+
+    def __init__(self, content: AsyncGenerator[bytes, None], *, is_last: Callable[[], bool]) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
+        self._is_last = is_last
+
+    def to_asgi_response(self, app: Litestar | None, request: Request[Any, Any, Any], **kwargs: Any) -> ASGIResponse:
+        kwargs["headers"] = {**kwargs.get("headers", {}), **self.headers}
+        return _ASGIEventStream(
+            is_last=self._is_last,
+            iterator=self.iterator,
+            content_length=0,
+            cookies=self.cookies,
+            encoded_headers=kwargs.get("encoded_headers"),
+            headers=kwargs["headers"],
+            media_type=self.media_type,
+            status_code=self.status_code or kwargs.get("status_code"),
+        )
 
 
 def sse_response(
@@ -131,8 +221,8 @@ def sse_response(
     render_error: Callable[[GatewayError], bytes],
     is_done: Callable[[], bool],
     keepalive_s: float,
-) -> Stream:
-    async def body() -> AsyncIterator[bytes]:
+) -> EventStreamResponse:
+    async def body() -> AsyncGenerator[bytes, None]:
         batch: list[bytes] = []
         try:
             out = opening + b"".join(render(event) for event in head)
@@ -168,4 +258,4 @@ def sse_response(
             # The client may be gone and this task cancelled: the clean-up must still reach Redis.
             await asyncio.shield(relayed.finish())
 
-    return Stream(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStreamResponse(body(), is_last=is_done)

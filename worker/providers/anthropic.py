@@ -24,7 +24,7 @@ from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamErr
 from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.generation import GenerationRequest, ImagePart, Message, TextPart, ToolChoice
 from worker.providers._base import ProviderOutput, UpstreamCall
-from worker.providers._http import HttpEndpoint, error_from_response
+from worker.providers._http import HttpEndpoint, error_from_response, sse_lines
 from worker.providers.anthropic_wire import (
     STREAM_EVENTS,
     AnyToolChoice,
@@ -203,12 +203,12 @@ def _response_error(channel: str, status: int, headers: httpx.Headers, body: byt
 async def _events(response: httpx.Response) -> AsyncGenerator[StreamEvent, None]:
     """The decoded events of the SSE body, without ``ping`` and any kind this module does not know."""
     name = ""
-    async for line in response.aiter_lines():
-        if line.startswith("event:"):
-            name = line[6:].strip()
+    async for line in sse_lines(response):
+        if line.startswith(b"event:"):
+            name = line[6:].strip().decode("utf-8", "replace")
         elif not line:
             name = ""
-        elif line.startswith("data:") and name in STREAM_EVENTS:
+        elif line.startswith(b"data:") and name in STREAM_EVENTS:
             yield _event_decoder.decode(line[5:])
 
 

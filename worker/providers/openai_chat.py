@@ -37,7 +37,7 @@ from shared.openai_chat import (
     UserMessage,
 )
 from worker.providers._base import ProviderOutput, UpstreamCall
-from worker.providers._http import HttpEndpoint, bearer_headers
+from worker.providers._http import HttpEndpoint, bearer_headers, sse_lines
 
 __all__ = ("OpenAIChatProvider",)
 
@@ -248,11 +248,11 @@ class OpenAIChatProvider:
                     for output in translator.feed(_chunk_decoder.decode(await response.aread())):
                         yield output
                 else:
-                    async for line in response.aiter_lines():
-                        if not line.startswith("data:"):
+                    async for line in sse_lines(response):
+                        if not line.startswith(b"data:"):
                             continue
                         data = line[5:].strip()
-                        if data == "[DONE]":
+                        if data == b"[DONE]":
                             break
                         for output in translator.feed(_chunk_decoder.decode(data)):
                             yield output

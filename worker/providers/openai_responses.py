@@ -18,7 +18,7 @@ from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamErr
 from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.openai_responses import FunctionCallItem, MessageItem, OutputTextPart, RefusalPart, decode_content
 from worker.providers._base import ProviderOutput, UpstreamCall
-from worker.providers._http import HttpEndpoint, bearer_headers
+from worker.providers._http import HttpEndpoint, bearer_headers, sse_lines
 from worker.providers.openai_responses_wire import (
     ArgumentsDeltaEvent,
     ArgumentsDoneEvent,
@@ -97,31 +97,31 @@ class _Translator:
         self.finish_reason: str | None = None
         self.over = False
         """A terminal event (or a ``[DONE]``) came: nothing after it matters."""
-        self._data: list[str] = []
+        self._data: list[bytes] = []
         self._calls: dict[int, int] = {}
         self._call_items: dict[str, int] = {}
         self._calls_with_arguments: set[int] = set()
         self._texts: set[tuple[int, int]] = set()
 
-    def line(self, line: str) -> list[ProviderOutput]:
+    def line(self, line: bytes) -> list[ProviderOutput]:
         """One line of the SSE body; an event's ``data:`` lines are joined and read at the blank line."""
-        if line.startswith("data:"):
+        if line.startswith(b"data:"):
             value = line[5:]
-            self._data.append(value[1:] if value.startswith(" ") else value)
+            self._data.append(value[1:] if value.startswith(b" ") else value)
             return []
         return self.end() if not line else []
 
     def end(self) -> list[ProviderOutput]:
         """Read the event still pending, if any: the body ended without its blank line."""
-        data, self._data = "\n".join(self._data), []
+        data, self._data = b"\n".join(self._data), []
         if not data:
             return []
-        if data == "[DONE]":
+        if data == b"[DONE]":
             self.over = True
             return []
         return self.event(data)
 
-    def event(self, data: str) -> list[ProviderOutput]:
+    def event(self, data: bytes) -> list[ProviderOutput]:
         kind = _kind_decoder.decode(data).type
         decoder = _decoders.get(kind)
         if decoder is None:
@@ -226,7 +226,7 @@ class OpenAIResponsesProvider:
                     for output in translator.response(_response_decoder.decode(await response.aread())):
                         yield output
                 else:
-                    async for line in response.aiter_lines():
+                    async for line in sse_lines(response):
                         for output in translator.line(line):
                             yield output
                         if translator.over:
