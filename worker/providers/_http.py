@@ -12,6 +12,7 @@ import httpx
 import msgspec
 
 from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
+from worker.providers._network import upstream_transport
 
 if TYPE_CHECKING:
     from shared.config import HttpChannel
@@ -93,8 +94,8 @@ class HttpEndpoint:
         self._url = httpx.URL(channel.base_url.rstrip("/") + path)
         self._headers = [("Content-Type", "application/json"), *headers, *channel.headers.items()]
         self._timeout = httpx.Timeout(channel.timeout_s, connect=channel.connect_timeout_s).as_dict()
-        self._transport = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)
+        self._transport = transport or upstream_transport(
+            httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)
         )
         self._on_error = on_error
 

@@ -23,6 +23,7 @@ from shared.errors import GatewayError, UpstreamError, UpstreamTimeout
 from shared.events import Finished, TextDelta, Usage
 from shared.generation import ImagePart
 from worker.providers._base import ProviderOutput, UpstreamCall
+from worker.providers._network import upstream_transport
 from worker.providers.chayns_api import ChaynsApi, ThreadGone
 from worker.providers.chayns_thread import (
     Outgoing,
@@ -72,9 +73,7 @@ class ChaynsProvider:
         self._api = ChaynsApi(
             channel,
             transport
-            or httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)
-            ),
+            or upstream_transport(httpx.Limits(max_connections=channel.max_connections, max_keepalive_connections=64)),
         )
         self._agents: dict[str, str] = {}
         self._catalog_at = -math.inf
