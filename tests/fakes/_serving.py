@@ -1,6 +1,6 @@
 """Running a fake upstream: serving its ASGI app on a free port, and starting it as a subprocess.
 
-A fake prints ``LISTENING <port>`` once its socket is bound; :class:`FakeProcess` waits for that line,
+A fake prints ``LISTENING <port>`` once its socket listens; :class:`FakeProcess` waits for that line,
 so a test never races the server's start.
 """
 
@@ -34,6 +34,9 @@ def serve(app: Any, *, host: str, port: int) -> None:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listening before the line is printed: a client may connect at once, and waits in the backlog until
+    # uvicorn accepts (a socket only bound refuses it).
+    sock.listen(2048)
     config = uvicorn.Config(app, loop="uvloop", http="httptools", log_level="warning", access_log=False)
     print(f"LISTENING {sock.getsockname()[1]}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
