@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, delete, get, put
+from litestar.params import FromPath
 
 from api.decoding import decode_body
 from api.openapi import documented
@@ -147,7 +148,7 @@ async def list_channels(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get([f"{_PATHS}/{{name:str}}"], guards=[require_admin], operation_class=documented(ChannelView))
-async def get_channel(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def get_channel(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     state = gateway_state(request)
     return json_response(await _view(state, await _find(state, name)))
 
@@ -158,7 +159,7 @@ async def get_channel(request: Request[Any, Any, Any], name: str) -> Response[by
     status_code=200,
     operation_class=documented(ChannelView, body=ChannelConfig),
 )
-async def put_channel(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def put_channel(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     state = gateway_state(request)
     channel = decode_body(_channel_decoder, await request.body())
     if channel.name != name:
@@ -169,7 +170,7 @@ async def put_channel(request: Request[Any, Any, Any], name: str) -> Response[by
 
 
 @delete([f"{_PATHS}/{{name:str}}"], guards=[require_admin], status_code=200, operation_class=documented(Deleted))
-async def delete_channel(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def delete_channel(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     state = gateway_state(request)
     await _find(state, name)
     await state.channels.remove(name)
@@ -190,7 +191,7 @@ async def _http_channel(state: GatewayState, name: str) -> HttpChannels:
     status_code=200,
     operation_class=documented(ChannelView, body=AccountConfig),
 )
-async def put_account(request: Request[Any, Any, Any], name: str, account: str) -> Response[bytes]:
+async def put_account(request: Request[Any, Any, Any], name: FromPath[str], account: FromPath[str]) -> Response[bytes]:
     state = gateway_state(request)
     channel = await _http_channel(state, name)
     body = decode_body(_account_decoder, await request.body())
@@ -210,7 +211,9 @@ async def put_account(request: Request[Any, Any, Any], name: str, account: str) 
     status_code=200,
     operation_class=documented(Deleted),
 )
-async def delete_account(request: Request[Any, Any, Any], name: str, account: str) -> Response[bytes]:
+async def delete_account(
+    request: Request[Any, Any, Any], name: FromPath[str], account: FromPath[str]
+) -> Response[bytes]:
     state = gateway_state(request)
     channel = await _http_channel(state, name)
     if all(a.name != account for a in channel.accounts):

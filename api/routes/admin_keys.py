@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, delete, get, patch, post
+from litestar.params import FromPath
 from msgspec import UNSET, UnsetType
 
 from api.access import Access, access_for
@@ -120,12 +121,12 @@ async def list_keys(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get([_ONE], guards=[require_admin], operation_class=documented(KeyView))
-async def get_key(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def get_key(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     return json_response(_view(await _find(access_for(request), name)))
 
 
 @patch([_ONE], guards=[require_admin], status_code=200, operation_class=documented(KeyView, body=KeyChanges))
-async def update_key(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def update_key(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     access = access_for(request)
     key = await _find(access, name)
     if not isinstance(key, StoredKey):
@@ -140,7 +141,7 @@ async def update_key(request: Request[Any, Any, Any], name: str) -> Response[byt
 
 
 @delete([_ONE], guards=[require_admin], status_code=200, operation_class=documented(Deleted))
-async def delete_key(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def delete_key(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     access = access_for(request)
     if _configured(access, name) is not None:
         raise _from_config(name)
@@ -151,7 +152,7 @@ async def delete_key(request: Request[Any, Any, Any], name: str) -> Response[byt
 
 
 @get([f"{_ONE}/usage"], guards=[require_admin], operation_class=documented(KeyUsage))
-async def key_usage(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def key_usage(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     access = access_for(request)
     await _find(access, name)
     return json_response(await access.store.usage(name, int(time.time())))

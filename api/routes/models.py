@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.params import FromPath
 
 from api.access import authenticate
 from api.openapi import documented
@@ -48,7 +49,7 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get(["/v1/models/{model:path}", "/chaynsapi/v1/models/{model:path}"], operation_class=documented(Model))
-async def retrieve_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
+async def retrieve_model(request: Request[Any, Any, Any], model: FromPath[str]) -> Response[bytes]:
     key = await authenticate(request)
     name = model.lstrip("/")
     owners = dict(gateway_state(request).catalog.models())

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, delete, get, post
+from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from api import responses_adapter as adapter
@@ -157,7 +158,10 @@ def _final(projector: ResponseProjector) -> Callable[[GenerationEvent], Response
 
 @get(_ONE, operation_class=documented(ResponseObject, stream=EventStream("`?stream=true`", (StreamEvent,))))
 async def retrieve_response(
-    request: Request[Any, Any, Any], response_id: str, stream: bool = False, starting_after: int | None = None
+    request: Request[Any, Any, Any],
+    response_id: FromPath[str],
+    stream: FromQuery[bool] = False,
+    starting_after: FromQuery[int | None] = None,
 ) -> Response[bytes] | Stream:
     await authenticate(request)
     state = gateway_state(request)
@@ -184,7 +188,7 @@ async def retrieve_response(
 
 
 @delete(_ONE, status_code=200, operation_class=documented(DeletedResponse))
-async def delete_response(request: Request[Any, Any, Any], response_id: str) -> Response[bytes]:
+async def delete_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> Response[bytes]:
     await authenticate(request)
     state = gateway_state(request)
     await state.responses.load(response_id, client_identity(request))
@@ -194,7 +198,7 @@ async def delete_response(request: Request[Any, Any, Any], response_id: str) -> 
 
 
 @post([f"{path}/cancel" for path in _ONE], status_code=200, operation_class=documented(ResponseObject))
-async def cancel_response(request: Request[Any, Any, Any], response_id: str) -> Response[bytes]:
+async def cancel_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> Response[bytes]:
     await authenticate(request)
     state = gateway_state(request)
     record = await state.responses.load(response_id, client_identity(request))
@@ -217,10 +221,10 @@ async def cancel_response(request: Request[Any, Any, Any], response_id: str) -> 
 @get([f"{path}/input_items" for path in _ONE], operation_class=documented(InputItemList))
 async def list_input_items(
     request: Request[Any, Any, Any],
-    response_id: str,
-    limit: int = 20,
-    order: Literal["asc", "desc"] = "desc",
-    after: str | None = None,
+    response_id: FromPath[str],
+    limit: FromQuery[int] = 20,
+    order: FromQuery[Literal["asc", "desc"]] = "desc",
+    after: FromQuery[str | None] = None,
 ) -> Response[bytes]:
     await authenticate(request)
     state = gateway_state(request)

@@ -20,10 +20,6 @@ from shared.config import RedisConfig, Settings
 from shared.errors import InvalidRequest
 from shared.events import Finished, TextDelta, Usage
 
-# The routes declare their parameters in the style Litestar 2.25 deprecates (plain annotations); the app
-# still works, and that change is not this module's.
-pytestmark = pytest.mark.filterwarnings("ignore::litestar.exceptions.LitestarDeprecationWarning")
-
 BODIES = {
     ("/v1/chat/completions", "post"): "ChatCompletionRequest",
     ("/v1/responses", "post"): "CreateResponse",
