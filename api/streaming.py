@@ -199,14 +199,12 @@ class EventStreamResponse(Stream):
         self._is_last = is_last
 
     def to_asgi_response(self, app: Litestar | None, request: Request[Any, Any, Any], **kwargs: Any) -> ASGIResponse:
-        kwargs["headers"] = {**kwargs.get("headers", {}), **self.headers}
+        # What Litestar's Stream does, for the parts these responses use: no cookies, no background tasks.
         return _ASGIEventStream(
             is_last=self._is_last,
             iterator=self.iterator,
-            content_length=0,
-            cookies=self.cookies,
             encoded_headers=kwargs.get("encoded_headers"),
-            headers=kwargs["headers"],
+            headers={**(kwargs.get("headers") or {}), **self.headers},
             media_type=self.media_type,
             status_code=self.status_code or kwargs.get("status_code"),
         )
