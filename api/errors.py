@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
 from api.metrics import ERRORS
+from api.middleware import REQUEST_ID_KEY, request_id
 from shared.errors import ErrorBody, ErrorDetail, GatewayError
 
 __all__ = ("exception_handlers", "gateway_error_response")
@@ -48,7 +49,11 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     elif status == 413:
         message = "The request body is too large."
     error_type = _HTTP_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-    return _response(status, ErrorBody(ErrorDetail(message, error_type, None, None)), exc.headers)
+    headers = dict(exc.headers or {})
+    if REQUEST_ID_KEY not in request.scope.get("state", {}):
+        # No route matched, so the request middleware, which gives every other response its id, never ran.
+        headers["x-request-id"] = request_id(request.scope)
+    return _response(status, ErrorBody(ErrorDetail(message, error_type, None, None)), headers)
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

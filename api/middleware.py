@@ -22,7 +22,7 @@ from shared.ids import new_request_id
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ("REQUEST_ID_KEY", "request_middleware")
+__all__ = ("REQUEST_ID_KEY", "request_id", "request_middleware")
 
 access_log = logging.getLogger("aiapi.access")
 
@@ -34,7 +34,8 @@ _SSE = b"text/event-stream"
 _UNMEASURED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-def _request_id(scope: Scope) -> str:
+def request_id(scope: Scope) -> str:
+    """The client's ``x-request-id`` if it is sane, else a new one."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             return value.decode() if _CLIENT_ID.fullmatch(value) else new_request_id()
@@ -47,10 +48,10 @@ def request_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope)
-        logs.request_id.set(request_id)
-        scope.setdefault("state", {})[REQUEST_ID_KEY] = request_id
-        header = (b"x-request-id", request_id.encode())
+        given = request_id(scope)
+        logs.request_id.set(given)
+        scope.setdefault("state", {})[REQUEST_ID_KEY] = given
+        header = (b"x-request-id", given.encode())
         route: str = scope.get("path_template") or scope["path"]
         status = 500
         streaming = False

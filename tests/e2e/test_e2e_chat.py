@@ -198,6 +198,9 @@ def test_bad_input_gets_an_openai_shaped_400(gateway: GatewayProcesses, body: by
 
 
 def test_unknown_path_is_an_openai_shaped_404(gateway: GatewayProcesses) -> None:
-    response = httpx.get(f"{gateway.base_url}/nothing-here")
+    response = httpx.get(f"{gateway.base_url}/nothing-here", headers={"x-request-id": "trace-404"})
     assert response.status_code == 404
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    assert response.headers.get_list("x-request-id") == ["trace-404"], "no route matched, yet the id is echoed"
+    wrong_method = httpx.put(f"{gateway.base_url}/models")
+    assert wrong_method.status_code == 405 and wrong_method.headers["x-request-id"].startswith("req_")
