@@ -1,10 +1,11 @@
 """Every Redis key and channel name the gateway uses, in one place.
 
-Per-generation keys share the hash tag ``{<generation id>}`` so that each Lua script touches a single
-Redis Cluster slot. A stored response's generation id is the response id, so its record and its event
-log share one slot too. arq's job keys (``arq:job:<id>``) are named by arq. The queue is one key, and the
-two calls that touch it with other keys (the enqueue, and ``claim.lua``, which also takes the lease) are
-the exception: on a cluster the queue's keys would need to live on one node.
+Keys that one Lua script or one transaction touches together share a hash tag, so that each such call
+stays in a single Redis Cluster slot: per generation ``{<generation id>}`` (its queued job, lease, cancel
+flag and event log; a stored response's record too, as its generation id is the response id), per
+session, per API key, per channel. The queue's keys share ``{queue}``. The enqueue writes to both a
+generation's slot and the queue's, so it is a pipeline of single-slot commands, ordered so that any part
+of it alone is harmless (see :mod:`shared.queue`).
 """
 
 from __future__ import annotations
@@ -29,16 +30,19 @@ __all__ = (
 
 PREFIX = "aiapi"
 
-QUEUE = f"{PREFIX}:queue"
-"""The arq queue (a sorted set) that generation jobs are enqueued on."""
+_QUEUE_TAG = f"{PREFIX}:{{queue}}"
 
-WORKER_HEALTH = f"{QUEUE}:health-check"
+QUEUE = f"{_QUEUE_TAG}:jobs"
+"""The arq queue: a sorted set of the ids of generations waiting for a worker (their jobs are
+:attr:`GenerationKeys.job`). Timer polls read it, for jobs whose wake-up no worker took."""
+
+WORKER_HEALTH = f"{_QUEUE_TAG}:health-check"
 """arq's health-check key: every live worker refreshes it at least every ``health_check_interval``."""
 
 JOB_FUNCTION = "generate"
 """The name of the arq job function that runs one generation."""
 
-READY = f"{PREFIX}:ready"
+READY = f"{_QUEUE_TAG}:ready"
 """List: the id of every job just enqueued, popped by one worker with a free slot, which claims the job
 at once instead of at its next poll. A wake-up for one worker, where a broadcast would have every worker
 try to claim every job."""
@@ -67,10 +71,12 @@ def presence_key(reply_channel: str) -> str:
 class GenerationKeys:
     """Keys of one generation, all in the generation's own cluster slot."""
 
-    __slots__ = ("cancel", "events", "lease")
+    __slots__ = ("cancel", "events", "job", "lease")
 
     def __init__(self, generation_id: str) -> None:
         tag = f"{PREFIX}:{{{generation_id}}}"
+        self.job = f"{tag}:job"
+        """String: the queued job (arq's format, msgpack), until a worker claims it or it expires."""
         self.events = f"{tag}:events"
         """Stream: the generation's event log; entry ids are ``0-<seq + 1>``."""
         self.lease = f"{tag}:lease"

@@ -2,10 +2,15 @@
 
 arq is used only as "start this generation somewhere": the job carries the encoded
 :class:`~shared.generation.GenerationRequest` and returns nothing. Jobs are msgpack, not pickle, so
-nothing read from Redis can execute code. Enqueueing writes arq's own job format (``serialize_job``)
-in a single MULTI together with the job's wake-up (its id pushed on :data:`~shared.keys.READY`), instead
-of arq's WATCH-based ``enqueue_job`` (four round trips); generation ids are random, so the duplicate
-check it pays for is not needed.
+nothing read from Redis can execute code. Enqueueing writes arq's own job format (``serialize_job``),
+instead of arq's WATCH-based ``enqueue_job`` (four round trips); generation ids are random, so the
+duplicate check it pays for is not needed.
+
+The job lives in its generation's cluster slot, where ``claim.lua`` reads it, checks for a cancellation
+and takes the generation's lease in one call; its id goes on the queue and on the wake-up list
+(:data:`~shared.keys.READY`), in the queue's slot. Those are one pipelined round trip of commands that
+each touch one slot, the job first: alone, a job expires unclaimed, and an id whose job is gone is
+dropped by the claim that finds it so.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from arq.constants import job_key_prefix
 from arq.jobs import serialize_job
 
 from shared import keys
@@ -51,8 +55,8 @@ async def enqueue_generation(redis: Redis, request: GenerationRequest, *, expire
         keys.JOB_FUNCTION, (encode_request(request),), {}, None, now_ms, serializer=serialize_job_envelope
     )
     expires_ms = int(expires_s * 1000)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.psetex(job_key_prefix + request.id, expires_ms, job)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.psetex(keys.GenerationKeys(request.id).job, expires_ms, job)
         pipe.zadd(keys.QUEUE, {request.id: now_ms})
         pipe.rpush(keys.READY, request.id)
         # With no worker popping, ids would pile up: the list goes once its newest job has expired.

@@ -3,8 +3,9 @@
 arq alone polls its queue every ``poll_delay``; measured, that adds ~270 ms at the default. Here each
 enqueue also pushes the job id on :data:`~shared.keys.READY`. A worker with a free slot waits on that
 list (``BLPOP``), so each job wakes exactly one worker, which at once claims it, reads it and takes its
-lease with one Lua call (``claim.lua``; arq needs five round trips to claim, read and finish a job).
-Polling stays as the fallback, so a lost wake-up costs at most ``poll_delay``. Cancellations, cooldowns
+lease with one Lua call (``claim.lua``; arq needs five round trips to claim, read and finish a job), and
+then takes its id off the queue. Polling stays as the fallback, so a lost wake-up costs at most
+``poll_delay``. Cancellations, cooldowns
 and channel changes, which every worker must hear, come over pub/sub (both in :mod:`worker.control`).
 """
 
@@ -20,9 +21,7 @@ from typing import Any
 
 import msgspec
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import job_key_prefix
 from arq.jobs import SerializationError, deserialize_job_raw
-from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
@@ -31,6 +30,7 @@ from shared import keys
 from shared.channel_store import ChannelStore
 from shared.config import Settings
 from shared.generation import decode_request
+from shared.keys import GenerationKeys
 from shared.queue import deserialize_job, serialize_job_envelope
 from shared.scripts import Scripts
 from worker.control import Control, listen, take_wakeups
@@ -76,6 +76,9 @@ class GatewayWorker(Worker):
         """Wake-ups were dropped for want of a free slot: poll the queue as soon as one frees."""
         self._slot_freed = asyncio.Event()
         self._claim: AsyncScript | None = None
+        self._dequeued: list[str] = []
+        """Ids of jobs claimed, or found gone, that are still to be taken off the queue."""
+        self._dequeuing: asyncio.Task[None] | None = None
 
     def wake_for(self, job_id: bytes) -> None:
         self._woken.append(job_id)
@@ -138,20 +141,33 @@ class GatewayWorker(Worker):
             claimed = None
             try:
                 claimed = await self._claim(
-                    keys=[job_key_prefix + job_id, self.queue_name, *lease.acquire_keys],
-                    args=[job_id, timestamp_ms(), *lease.acquire_args],
+                    keys=[GenerationKeys(job_id).job, *lease.acquire_keys], args=lease.acquire_args
                 )
             finally:
                 if claimed is None:
                     self.job_counter -= 1
                     self.sem.release()
-            if claimed is None:
-                continue
-            payload, answer = claimed
-            lease.acquired_with_claim(int(answer))
-            task = self.loop.create_task(self.run_claimed(job_id, payload, lease))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
+            if claimed is not None:
+                payload, answer = claimed
+                lease.acquired_with_claim(int(answer))
+                task = self.loop.create_task(self.run_claimed(job_id, payload, lease))
+                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                self.tasks[job_id] = task
+            self._dequeue(job_id)
+
+    def _dequeue(self, job_id: str) -> None:
+        """Take the id of a job claimed (or found gone) off the queue, after the job has started: the
+        queue is in another cluster slot than the job, and only timer polls read it."""
+        self._dequeued.append(job_id)
+        if self._dequeuing is None or self._dequeuing.done():
+            self._dequeuing = self.loop.create_task(self._flush_dequeued())
+
+    async def _flush_dequeued(self) -> None:
+        while self._dequeued:
+            ids, self._dequeued = self._dequeued, []
+            # Lost with Redis, the ids stay queued: the next poll finds their jobs gone and tries again.
+            with contextlib.suppress(RedisError, OSError):
+                await self.pool.zrem(self.queue_name, *ids)
 
     @property
     def runner(self) -> GenerationRunner:

@@ -13,8 +13,8 @@ async def test_enqueue_writes_an_arq_job_and_wakes_a_worker(fake_redis: fakeredi
     request = GenerationRequest("gen1", "req", "m", [Message("user", [TextPart("hi")])], "reply", 1)
     await enqueue_generation(fake_redis, request, expires_s=30)
     assert await fake_redis.zscore(keys.QUEUE, "gen1") is not None
-    assert 0 < await fake_redis.pttl("arq:job:gen1") <= 30000
-    job = deserialize_job(await fake_redis.get("arq:job:gen1"), deserializer=deserializer)
+    assert 0 < await fake_redis.pttl(keys.GenerationKeys("gen1").job) <= 30000
+    job = deserialize_job(await fake_redis.get(keys.GenerationKeys("gen1").job), deserializer=deserializer)
     assert job.function == keys.JOB_FUNCTION
     assert decode_request(job.args[0]) == request
     assert await fake_redis.lrange(keys.READY, 0, -1) == [b"gen1"]
