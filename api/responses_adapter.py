@@ -135,11 +135,11 @@ def parse_input(value: str | list[msgspec.Raw], *, id_prefix: str) -> ParsedInpu
                     id=item_id, call_id=item.call_id, name=item.name, input=item.input, status="completed"
                 )
             )
-        elif isinstance(item, wire.FunctionCallOutputItem | wire.CustomToolCallOutputItem):
+        elif isinstance(item, wire.FunctionCallOutputItem):
             parts = _parts(item.output, where)
             messages.append(Message("tool", parts, tool_call_id=item.call_id))
             text = item.output if isinstance(item.output, str) else "".join(_text_of(parts))
-            result = FunctionCallResult if isinstance(item, wire.FunctionCallOutputItem) else CustomToolCallResult
+            result = CustomToolCallResult if isinstance(item, wire.CustomToolCallOutputItem) else FunctionCallResult
             items.append(result(id=item_id, call_id=item.call_id, output=text))
         elif isinstance(item, wire.ItemReference):
             raise InvalidRequest("item_reference inputs are not supported; send the item itself.", param=where)

@@ -96,10 +96,8 @@ class CustomToolCallItem(msgspec.Struct, kw_only=True):
     id: str | None = None
 
 
-class CustomToolCallOutputItem(msgspec.Struct, kw_only=True):
-    call_id: str
-    output: str | list[msgspec.Raw]
-    id: str | None = None
+class CustomToolCallOutputItem(FunctionCallOutputItem, kw_only=True):
+    """The same shape as a function call's output, for a custom tool's call."""
 
 
 class ItemReference(msgspec.Struct, kw_only=True):
