@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvloop
 
 from worker.providers._network import upstream_transport
 
@@ -132,3 +133,16 @@ async def test_tls(certificate: tuple[Path, Path]) -> None:
         with pytest.raises(httpx.ConnectError):
             await _get(untrusting, url)
     assert server.connections == 1, "one TLS connection, reused"
+
+
+def test_the_same_on_uvloop_which_the_worker_runs(certificate: tuple[Path, Path]) -> None:
+    async def scenario() -> None:
+        transport = upstream_transport(httpx.Limits(max_connections=4))
+        async with transport:
+            await test_connections_are_reused(transport)
+            await test_a_connection_the_server_closed_is_not_reused(transport)
+            await test_a_silent_server_times_out(transport)
+            await test_a_refused_connection_is_a_connect_error(transport)
+        await test_tls(certificate)
+
+    uvloop.run(scenario())
