@@ -8,39 +8,32 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from redis.asyncio import Redis
 
-from api.access import Access
-from api.dispatch import Dispatcher
+from api import health, models
+from api.access.keys import Access
+from api.admin import admin_router
+from api.chat import routes as chat
+from api.delivery.dispatch import Dispatcher
+from api.delivery.relay import Relay
 from api.errors import exception_handlers
+from api.intake.sessions import Sessions
 from api.metrics import metrics
 from api.middleware import request_middleware
 from api.openapi import openapi_config
-from api.relay import Relay
-from api.responses_store import ResponseStore
-from api.routes import (
-    admin,
-    admin_keys,
-    cancel_response,
-    chat_completions,
-    create_response,
-    delete_response,
-    healthz,
-    list_input_items,
-    list_models,
-    readyz,
-    retrieve_model,
-    retrieve_response,
-)
-from api.sessions import Sessions
+from api.responses import routes as responses
+from api.responses.store import ResponseStore
 from api.state import GatewayState
 from shared.catalog import Catalog
 from shared.channel_store import ChannelStore
 from shared.config import Settings
 from shared.scripts import Scripts
 
-__all__ = ("create_app",)
+__all__ = ("PUBLIC_PREFIXES", "create_app")
+
+PUBLIC_PREFIXES = ("/v1", "/chaynsapi/v1")
+"""Where the client-facing API is served: the OpenAI-style prefix, and the legacy one chayns clients use."""
 
 _CHANNEL_POLL_S = 2.0
 """How soon a channel change made through another API instance is noticed here."""
@@ -81,31 +74,13 @@ def create_app(settings: Settings) -> Litestar:
             await relay.stop()
             await redis.aclose()
 
+    public = [*chat.HANDLERS, *responses.HANDLERS, *models.HANDLERS]
     return Litestar(
         route_handlers=[
             *([metrics] if settings.server.metrics else []),
-            chat_completions,
-            list_models,
-            retrieve_model,
-            create_response,
-            retrieve_response,
-            delete_response,
-            cancel_response,
-            list_input_items,
-            healthz,
-            readyz,
-            admin.list_channels,
-            admin.get_channel,
-            admin.put_channel,
-            admin.delete_channel,
-            admin.put_account,
-            admin.delete_account,
-            admin_keys.create_key,
-            admin_keys.list_keys,
-            admin_keys.get_key,
-            admin_keys.update_key,
-            admin_keys.delete_key,
-            admin_keys.key_usage,
+            *health.HANDLERS,
+            *(Router(prefix, route_handlers=public) for prefix in PUBLIC_PREFIXES),
+            admin_router(),
         ],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,

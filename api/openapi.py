@@ -1,6 +1,6 @@
 """The OpenAPI document, served at ``GET /schema/openapi.json``.
 
-The routes read their bodies themselves (:mod:`api.decoding`, so that every malformed body gets OpenAI's
+The routes read their bodies themselves (:mod:`api.intake.decoding`, so that every malformed body gets OpenAI's
 error shape) and answer with encoded bytes, so Litestar sees neither what they accept nor what they send.
 Each route names those wire types with ``operation_class=documented(...)``, and :func:`openapi_document`
 puts them into Litestar's document (paths and parameters) as msgspec's JSON Schemas: made from the very

@@ -11,11 +11,11 @@ if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
     from redis.asyncio import Redis
 
-    from api.access import Access
-    from api.dispatch import Dispatcher
-    from api.relay import Relay
-    from api.responses_store import ResponseStore
-    from api.sessions import Sessions
+    from api.access.keys import Access
+    from api.delivery.dispatch import Dispatcher
+    from api.delivery.relay import Relay
+    from api.intake.sessions import Sessions
+    from api.responses.store import ResponseStore
     from shared.channel_store import ChannelStore
     from shared.config import ChannelConfig, Settings
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from shared.scripts import Scripts
 from worker.cooldowns import Cooldowns
-from worker.providers import ProviderRegistry, default_registry
+from worker.registry import ProviderRegistry, default_registry
 from worker.routing import Router
 from worker.runner import GenerationRunner
 from worker.upstreams import Upstreams

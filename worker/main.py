@@ -37,7 +37,7 @@ from worker.control import Control, listen, take_wakeups
 from worker.cooldowns import Cooldowns
 from worker.lease import GenerationLease
 from worker.metrics import serve_metrics
-from worker.providers import default_registry
+from worker.registry import default_registry
 from worker.routing import Router
 from worker.runner import GenerationRunner
 from worker.upstreams import Upstreams

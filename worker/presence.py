@@ -1,4 +1,4 @@
-"""Whether the API instance a generation replies to is still there (see :mod:`api.presence`)."""
+"""Whether the API instance a generation replies to is still there (see :mod:`api.delivery.presence`)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ from shared.errors import UpstreamError
 
 if TYPE_CHECKING:
     from shared.config import ChannelConfig
-    from worker.providers import Provider, ProviderRegistry
+    from worker.providers import Provider
+    from worker.registry import ProviderRegistry
 
 __all__ = ("Upstreams",)
 

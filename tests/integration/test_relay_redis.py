@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from api.dispatch import Dispatcher
-from api.relay import Relay
+from api.delivery.dispatch import Dispatcher
+from api.delivery.relay import Relay
 from shared.config import MockChannel, RelayConfig, Settings, WorkerConfig
 from shared.events import Failed, Finished, GenerationEvent, TextDelta
 from shared.generation import GenerationRequest, Message, TextPart

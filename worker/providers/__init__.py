@@ -1,14 +1,15 @@
-"""Providers: one class per upstream protocol, behind :class:`Provider`, picked by :class:`ProviderRegistry`."""
+"""Providers: one class per upstream protocol, behind :class:`Provider`.
+
+Which class serves a channel is decided by :class:`worker.registry.ProviderRegistry`, outside this package,
+so that the tool bridge (which wraps providers) and the providers never import each other in a circle.
+"""
 
 from worker.providers._base import NO_STATE, Provider, ProviderOutput, SessionState, UpstreamCall
-from worker.providers._registry import ProviderRegistry, default_registry
 
 __all__ = (
     "NO_STATE",
     "Provider",
     "ProviderOutput",
-    "ProviderRegistry",
     "SessionState",
     "UpstreamCall",
-    "default_registry",
 )

@@ -12,10 +12,10 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from api.chat_output import ChatCompletionBuilder, ChatStreamWriter
+from api.chat.output import ChatCompletionBuilder, ChatStreamWriter
 from api.openapi import openapi_document
-from api.responses_objects import ResponseShell
-from api.responses_projection import ResponseProjector
+from api.responses.objects import ResponseShell
+from api.responses.projection import ResponseProjector
 from shared.config import RedisConfig, Settings
 from shared.errors import InvalidRequest
 from shared.events import Finished, TextDelta, Usage

@@ -24,8 +24,9 @@ from shared.generation import (
     ToolCall,
     ToolChoice,
 )
-from worker.providers import ProviderOutput, UpstreamCall, default_registry
+from worker.providers import ProviderOutput, UpstreamCall
 from worker.providers.anthropic import AnthropicProvider
+from worker.registry import default_registry
 
 Handler = Callable[[httpx.Request], httpx.Response]
 Event = dict[str, Any]

@@ -19,10 +19,11 @@ from shared.config import Account, ChaynsChannel
 from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
 from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.generation import FunctionTool, GenerationRequest, ImagePart, Message, TextPart, ToolCall
-from worker.providers import ProviderOutput, UpstreamCall, default_registry
+from worker.providers import ProviderOutput, UpstreamCall
 from worker.providers import chayns as chayns_module
 from worker.providers.chayns import ChaynsProvider
 from worker.providers.chayns_thread import ThreadState, decode_state, fingerprint, render
+from worker.registry import default_registry
 from worker.toolbridge.provider import BridgedProvider
 
 Override = Callable[[httpx.Request], httpx.Response | None]

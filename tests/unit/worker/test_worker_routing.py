@@ -17,7 +17,8 @@ from shared.keys import COOLDOWN_CHANNEL, ChannelKeys
 from shared.scripts import Scripts
 from tests.pubsub import next_message
 from worker.cooldowns import Cooldowns
-from worker.providers import ProviderOutput, ProviderRegistry, UpstreamCall
+from worker.providers import ProviderOutput, UpstreamCall
+from worker.registry import ProviderRegistry
 from worker.routing import Router
 from worker.upstreams import Upstreams
 

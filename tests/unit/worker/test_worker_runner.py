@@ -11,7 +11,7 @@ import fakeredis
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from api.access_store import KeyStore
+from api.access.store import KeyStore
 from shared.access_config import KeyPolicy
 from shared.config import MockChannel, Settings, WorkerConfig
 from shared.errors import UpstreamError
@@ -25,7 +25,8 @@ from tests.runners import build_runner
 from worker.emitter import EventEmitter
 from worker.lease import Acquired, GenerationLease, LeaseLost
 from worker.metrics import GENERATIONS
-from worker.providers import Provider, ProviderOutput, ProviderRegistry, UpstreamCall
+from worker.providers import Provider, ProviderOutput, UpstreamCall
+from worker.registry import ProviderRegistry
 from worker.runner import GenerationRunner
 
 

@@ -14,7 +14,8 @@ from shared.errors import UpstreamError
 from shared.events import Finished
 from shared.keys import ChannelKeys
 from worker.cooldowns import CooldownNotice, Cooldowns
-from worker.providers import ProviderOutput, ProviderRegistry, UpstreamCall
+from worker.providers import ProviderOutput, UpstreamCall
+from worker.registry import ProviderRegistry
 from worker.upstreams import Upstreams
 
 

@@ -14,7 +14,7 @@ from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, U
 from shared.generation import ClientInfo, FunctionTool, GenerationRequest, Message, TextPart, ToolChoice
 from worker.metrics import REGISTRY
 from worker.providers import ProviderOutput, UpstreamCall
-from worker.providers._registry import default_registry
+from worker.registry import default_registry
 from worker.toolbridge import BridgedProvider, BridgeOptions
 
 TRIGGER = re.compile(r"<<CALL_\w+>>")

@@ -1,0 +1,15 @@
+"""The admin API (``/admin``): channels, accounts and API keys, changed at runtime."""
+
+from __future__ import annotations
+
+from litestar import Router
+
+from api.admin import channels, keys
+from api.admin._common import require_admin
+
+__all__ = ("admin_router",)
+
+
+def admin_router() -> Router:
+    """Every admin route under ``/admin``, behind the admin-key guard."""
+    return Router("/admin", guards=[require_admin], route_handlers=[*channels.HANDLERS, *keys.HANDLERS])

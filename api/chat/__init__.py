@@ -1,0 +1,1 @@
+"""The Chat Completions front door (``POST /v1/chat/completions``)."""

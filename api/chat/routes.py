@@ -1,0 +1,99 @@
+"""``POST /v1/chat/completions``: streaming and not, through the queue."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.response import Stream
+from msgspec import UNSET
+
+from api.access.admission import admit, charged
+from api.access.identity import client_identity
+from api.chat.output import ChatCompletion, ChatCompletionBuilder, ChatCompletionChunk, ChatStreamWriter, error_frame
+from api.chat.request import ChatRequestBody, decode_chat_request, to_generation
+from api.delivery.streaming import Relayed, sse_response, unless_client_leaves
+from api.intake.limits import check_limits
+from api.middleware import REQUEST_ID_KEY
+from api.openapi import EventStream, documented
+from api.state import gateway_state
+from shared import logs
+from shared.errors import ErrorBody, ModelNotFound
+from shared.generation import ClientInfo
+from shared.ids import new_generation_id
+
+__all__ = (
+    "HANDLERS",
+    "chat_completions",
+)
+
+_encoder = msgspec.json.Encoder()
+
+
+@post(
+    "/chat/completions",
+    status_code=200,
+    operation_class=documented(
+        ChatCompletion,
+        body=ChatRequestBody,
+        stream=EventStream("`stream: true`", (ChatCompletionChunk, ErrorBody), last="[DONE]"),
+    ),
+)
+async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+    admission = await admit(request)
+    state = gateway_state(request)
+    chat = decode_chat_request(await request.body())
+    if chat.model not in state.catalog:
+        raise ModelNotFound(chat.model)
+    generation_id = new_generation_id()
+    logs.generation_id.set(generation_id)
+    created = int(time.time())
+    generation = to_generation(
+        chat,
+        generation_id=generation_id,
+        request_id=request.scope["state"][REQUEST_ID_KEY],
+        reply_to=state.dispatcher.reply_channel,
+        created=created,
+        client=ClientInfo.from_headers(request.headers),
+    )
+    check_limits(generation, state.settings.limits)
+    async with charged(admission) as generation.billing:
+        generation = await state.sessions.enter(
+            request, generation, owner=client_identity(request), queue_timeout_s=state.settings.relay.queue_timeout_s
+        )
+        try:
+            subscription = await state.dispatcher.submit(generation)
+        except BaseException:
+            await state.sessions.leave(generation)
+            raise
+    relayed = Relayed(subscription, state.dispatcher)
+    completion_id = f"chatcmpl-{generation_id}"
+    try:
+        if not chat.stream:
+            builder = ChatCompletionBuilder(completion_id=completion_id, model=chat.model, created=created)
+            completion = await unless_client_leaves(request, relayed.collect(builder.feed))
+            return Response(_encoder.encode(completion), media_type="application/json")
+        options = chat.stream_options
+        include_usage = bool(options and options.include_usage is not UNSET and options.include_usage)
+        writer = ChatStreamWriter(
+            completion_id=completion_id, model=chat.model, created=created, include_usage=include_usage
+        )
+        head = await unless_client_leaves(request, relayed.head(commit_after_s=state.settings.relay.keepalive_s))
+    except BaseException:
+        await relayed.finish()
+        raise
+    return sse_response(
+        relayed,
+        head,
+        writer.feed,
+        opening=writer.opening(),
+        render_error=error_frame,
+        is_done=lambda: writer.done,
+        keepalive_s=state.settings.relay.keepalive_s,
+    )
+
+
+HANDLERS = (chat_completions,)
+"""The front door's route handlers, mounted under each public prefix."""

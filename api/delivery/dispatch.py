@@ -1,0 +1,61 @@
+"""Submitting a generation: subscribe to its events, then queue it; and cancelling one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from shared import keys
+from shared.errors import RedisUnavailable
+from shared.queue import enqueue_generation
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from api.delivery.relay import Relay, Subscription
+    from shared.config import RelayConfig
+    from shared.generation import GenerationRequest
+
+__all__ = ("Dispatcher",)
+
+
+class Dispatcher:
+    def __init__(self, redis: Redis, relay: Relay, config: RelayConfig) -> None:
+        self._redis = redis
+        self._relay = relay
+        self._config = config
+
+    @property
+    def reply_channel(self) -> str:
+        return self._relay.channel
+
+    async def submit(self, request: GenerationRequest, *, queue_timeout_s: float | None = None) -> Subscription:
+        """Queue ``request`` and return the subscription to its events (taken before the job exists)."""
+        await self._relay.wait_ready(timeout_s=1.0)
+        timeout = self._config.queue_timeout_s if queue_timeout_s is None else queue_timeout_s
+        subscription = self._relay.subscribe(request.id, queue_timeout_s=timeout)
+        try:
+            await self.enqueue(request, queue_timeout_s=timeout)
+        except BaseException:
+            subscription.close()
+            raise
+        return subscription
+
+    async def enqueue(self, request: GenerationRequest, *, queue_timeout_s: float) -> None:
+        """Queue ``request`` with nobody following it (background work)."""
+        try:
+            await enqueue_generation(self._redis, request, expires_s=queue_timeout_s)
+        except RedisError as exc:
+            raise RedisUnavailable("The gateway cannot reach its queue.") from exc
+
+    async def cancel(self, generation_id: str, *, remember_s: int | None = None) -> None:
+        """Ask whichever worker runs (or will pick up) the generation to stop it.
+
+        The request is remembered for ``remember_s`` (default: as long as event logs live).
+        """
+        ttl = self._config.event_ttl_s if remember_s is None else remember_s
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.GenerationKeys(generation_id).cancel, b"1", ex=ttl)
+            pipe.publish(keys.CANCEL_CHANNEL, generation_id)
+            await pipe.execute()

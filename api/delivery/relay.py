@@ -1,0 +1,253 @@
+"""Delivering a generation's events, in order and without loss, to the API instance holding the client.
+
+Workers append every event to the generation's log (a Redis stream) and publish the same bytes on this
+instance's channel. Pub/sub is only the fast path: it loses messages published while a connection is
+down or a reader is slow. So each :class:`Subscription` numbers what it receives, and whenever it sees
+a gap, or hears nothing for ``idle_check_s``, it reads the log. The channel is subscribed once per
+process at start, before any job is enqueued, so there is no subscribe-after-publish race; while it
+lives, the process keeps its presence key (:mod:`api.delivery.presence`) so that workers know someone listens.
+
+A slow client must not make this process hold its whole generation in memory: a subscription buffers
+at most ``max_buffered_events`` events ahead of its reader and drops the rest, which it reads back from
+the log, a batch at a time, as the reader catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from api.delivery.presence import Presence
+from api.metrics import IN_FLIGHT, QUEUE_WAIT
+from shared.errors import RedisUnavailable, ServiceUnavailable, WorkerLost
+from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, Started, decode_batch, decode_envelope
+from shared.keys import GenerationKeys, relay_channel
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from shared.config import RelayConfig
+
+__all__ = ("LogTail", "Relay", "Subscription")
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    """This process's one pub/sub connection, fanned out to the subscriptions of its generations."""
+
+    def __init__(self, redis: Redis, *, instance_id: str, config: RelayConfig, outage_grace_s: float = 0.0) -> None:
+        self._redis = redis
+        self._config = config
+        self.outage_grace_s = outage_grace_s
+        """How long a subscription waits out an unreachable Redis before it fails its stream."""
+        self.channel = relay_channel(instance_id)
+        self._subscriptions: dict[str, Subscription] = {}
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._presence = Presence(redis, self.channel, ttl_s=config.presence_ttl_s)
+        IN_FLIGHT.set_function(lambda: len(self._subscriptions))
+
+    async def start(self, wait_s: float = 5.0) -> None:
+        self._task = asyncio.create_task(self._run())
+        self._presence.start()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                await self._ready.wait()
+
+    async def stop(self) -> None:
+        await self._presence.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Return once the channel is subscribed; raise 503 if that does not happen in time."""
+        if self._ready.is_set():
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
+        except TimeoutError:
+            raise RedisUnavailable() from None
+
+    def subscribe(self, generation_id: str, *, queue_timeout_s: float | None = None) -> Subscription:
+        """Follow a generation whose worker publishes to this instance (its ``reply_to`` is our channel)."""
+        subscription = Subscription(self, generation_id, queue_timeout_s=queue_timeout_s)
+        self._subscriptions[generation_id] = subscription
+        return subscription
+
+    def tail(self, generation_id: str, *, queue_timeout_s: float | None = None) -> Subscription:
+        """Follow any generation from its log alone, e.g. one started through another API instance."""
+        return LogTail(self, generation_id, queue_timeout_s=queue_timeout_s)
+
+    def _forget(self, generation_id: str) -> None:
+        self._subscriptions.pop(generation_id, None)
+
+    async def _run(self) -> None:
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._ready.set()
+                # Whatever was published while we were not subscribed is only in the logs now.
+                for subscription in list(self._subscriptions.values()):
+                    subscription.poke()
+                async for message in pubsub.listen():
+                    self._dispatch(message["data"])
+            except (RedisError, OSError) as exc:
+                self._ready.clear()
+                log.warning("relay channel lost (%s); reconnecting", exc)
+                await asyncio.sleep(0.2)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _dispatch(self, data: bytes) -> None:
+        batch = decode_batch(data)
+        subscription = self._subscriptions.get(batch[0].generation_id) if batch else None
+        if subscription is not None:
+            for envelope in batch:
+                subscription.deliver(envelope)
+
+
+class Subscription:
+    """The ordered events of one generation. Iterate :meth:`events`; call :meth:`close` when done."""
+
+    def __init__(self, relay: Relay, generation_id: str, *, queue_timeout_s: float | None = None) -> None:
+        self._relay = relay
+        self._redis = relay._redis
+        self._config = relay._config
+        self._queue_timeout_s = self._config.queue_timeout_s if queue_timeout_s is None else queue_timeout_s
+        self.generation_id = generation_id
+        self._keys = GenerationKeys(generation_id)
+        self._held: dict[int, GenerationEvent] = {}
+        self._next = 0
+        self._arrived = asyncio.Event()
+        self._started = False
+        self._limit = self._config.max_buffered_events
+        self._behind = False
+        """Events were dropped for want of room: they are to be read from the log."""
+        self._lost_since = 0.0
+        """When Redis stopped answering (0: it answers)."""
+
+    def deliver(self, envelope: Envelope) -> None:
+        if envelope.seq < self._next or envelope.seq in self._held:
+            return
+        if len(self._held) >= self._limit:
+            self._behind = True
+            return
+        self._held[envelope.seq] = envelope.event
+        self._arrived.set()
+
+    def ready(self) -> bool:
+        """Whether the next event is already here, so iterating will not wait."""
+        return self._next in self._held
+
+    def poke(self) -> None:
+        """Make the reader look at the log now (after a reconnect, messages may be missing)."""
+        self._arrived.set()
+
+    def close(self) -> None:
+        self._relay._forget(self.generation_id)
+
+    async def events(self) -> AsyncGenerator[GenerationEvent | None, None]:
+        """Events in order, ending after the terminal one. ``None`` marks an idle period (for keep-alives).
+
+        Raises :class:`WorkerLost` if the worker stops without finishing, :class:`ServiceUnavailable` if
+        no worker takes the job in time or Redis is unreachable.
+        """
+        queued_at = time.monotonic()
+        while True:
+            while self._next in self._held:
+                event = self._held.pop(self._next)
+                self._next += 1
+                if isinstance(event, Started) and not self._started:
+                    self._started = True
+                    QUEUE_WAIT.observe(time.monotonic() - queued_at)
+                yield event
+                if isinstance(event, TERMINAL_EVENTS):
+                    return
+            if self._held or self._behind:
+                self._behind = False
+                await self._read_log()
+                if self._next in self._held:
+                    continue
+            if await self._wait():
+                continue
+            await self._read_log()
+            if self._next not in self._held:
+                await self._check_alive(queued_at)
+                yield None
+
+    async def _wait(self) -> bool:
+        """Wait up to ``idle_check_s`` for new events; say whether any arrived."""
+        self._arrived.clear()
+        try:
+            async with asyncio.timeout(self._config.idle_check_s):
+                await self._arrived.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _read_log(self) -> None:
+        try:
+            entries = await self._redis.xrange(self._keys.events, min=f"0-{self._next + 1}", max="+", count=self._limit)
+        except RedisError as exc:
+            self._unreachable(exc)
+            return
+        self._lost_since = 0.0
+        for _, fields in entries:
+            self.deliver(decode_envelope(fields[b"e"]))
+
+    def _unreachable(self, exc: RedisError) -> None:
+        """Redis did not answer: fail the stream once that has lasted the outage grace. Until then the
+        reader idles (keep-alives) while the relay reconnects, and the log fills any gap afterwards."""
+        now = time.monotonic()
+        self._lost_since = self._lost_since or now
+        if now - self._lost_since >= self._relay.outage_grace_s:
+            raise RedisUnavailable("The gateway lost its connection to Redis.") from exc
+
+    async def _check_alive(self, queued_at: float) -> None:
+        if not self._started:
+            if time.monotonic() - queued_at > self._queue_timeout_s:
+                raise ServiceUnavailable(
+                    f"No worker took the request within {self._queue_timeout_s:g} s.",
+                    code="no_worker_available",
+                )
+            return
+        try:
+            alive = await self._redis.exists(self._keys.lease)
+        except RedisError as exc:
+            self._unreachable(exc)
+            return
+        if not alive:
+            # The worker writes its last event before it drops the lease: look once more before giving up.
+            await self._read_log()
+            if self._next not in self._held:
+                raise WorkerLost("The worker running this request stopped before finishing it.")
+
+
+class LogTail(Subscription):
+    """A subscription fed by blocking reads of the log instead of this instance's channel."""
+
+    async def _wait(self) -> bool:
+        try:
+            found = await self._redis.xread(
+                {self._keys.events: f"0-{self._next}"}, count=self._limit, block=int(self._config.idle_check_s * 1000)
+            )
+        except RedisError as exc:
+            self._unreachable(exc)
+            await asyncio.sleep(self._config.idle_check_s)
+            return False
+        for _, entries in found:
+            for _, fields in entries:
+                self.deliver(decode_envelope(fields[b"e"]))
+        return bool(found)

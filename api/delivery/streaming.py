@@ -1,0 +1,259 @@
+"""Shared plumbing for handlers that relay one generation: wait for its first output, stream the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from litestar.response import Stream
+from litestar.response.streaming import ASGIStreamingResponse
+from redis.exceptions import RedisError
+
+from api.metrics import ERRORS
+from shared.errors import ClientClosed, GatewayError, InternalError
+from shared.events import TERMINAL_EVENTS, Failed, GenerationEvent, Started
+
+if TYPE_CHECKING:
+    from litestar import Litestar, Request
+    from litestar.response.base import ASGIResponse
+    from litestar.types import HTTPResponseBodyEvent, Receive, Send
+
+    from api.delivery.dispatch import Dispatcher
+    from api.delivery.relay import Subscription
+
+__all__ = ("EventStreamResponse", "Relayed", "sse_response", "unless_client_leaves")
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_KEEPALIVE = b": keep-alive\n\n"
+
+
+class Relayed:
+    """One submitted generation as a handler sees it; always ``finish()`` it."""
+
+    def __init__(self, subscription: Subscription, dispatcher: Dispatcher, *, detached: bool = False) -> None:
+        self._subscription = subscription
+        self._dispatcher = dispatcher
+        self.events = subscription.events()
+        self.ended = detached
+        """Once true, finishing no longer cancels the generation; detached work always runs to its end."""
+        self._finished = False
+
+    def ready(self) -> bool:
+        """Whether the next event is already here."""
+        return self._subscription.ready()
+
+    async def head(self, commit_after_s: float) -> list[GenerationEvent]:
+        """Events up to the first output, so a failure before any output can still be an HTTP error.
+
+        Gives up waiting after ``commit_after_s`` (long queue waits), after which the stream starts and
+        carries keep-alives instead.
+        """
+        head: list[GenerationEvent] = []
+        deadline = time.monotonic() + commit_after_s
+        async for event in self.events:
+            if isinstance(event, Failed):
+                self.ended = True
+                raise GatewayError.from_info(event.error)
+            if event is not None:
+                head.append(event)
+                if not isinstance(event, Started):
+                    break
+            elif time.monotonic() >= deadline:
+                break
+        return head
+
+    async def collect(self, feed: Callable[[GenerationEvent], T | None]) -> T:
+        """Feed every event to ``feed`` until it returns a result (a non-streaming answer), then finish."""
+        try:
+            async for event in self.events:
+                if event is None:
+                    continue
+                self.ended = self.ended or isinstance(event, TERMINAL_EVENTS)
+                result = feed(event)
+                if result is not None:
+                    self.ended = True
+                    return result
+        finally:
+            await self.finish()
+        raise InternalError("The generation ended without a result.")
+
+    async def finish(self) -> None:
+        """Release the subscription; if the generation did not end, cancel it (the client is gone)."""
+        if self._finished:
+            return
+        self._finished = True
+        self._subscription.close()
+        await self.events.aclose()
+        if not self.ended:
+            with contextlib.suppress(RedisError, OSError):
+                await self._dispatcher.cancel(self._subscription.generation_id)
+
+
+async def unless_client_leaves(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
+    """The result of ``work``, unless the client closes its connection first.
+
+    While a handler waits for a whole generation, or for the first output of a stream, nothing is written
+    to the client, so only the ASGI ``http.disconnect`` tells that it left. Then ``work`` is cancelled
+    (a ``Relayed`` that is not finished cancels its generation) and :class:`ClientClosed` is raised.
+    """
+    async with _cancelled_if_client_leaves(request.receive) as left:
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if left():
+                raise ClientClosed("The client closed the connection before the answer was ready.") from None
+            raise
+
+
+@contextlib.asynccontextmanager
+async def _cancelled_if_client_leaves(receive: Receive) -> AsyncIterator[Callable[[], bool]]:
+    """Run the block in this very task, cancelled if the client disconnects meanwhile; yields whether it did.
+
+    A task of its own per block (or anyio's task group, as Litestar's ``Stream`` has) would put a task
+    switch between an event's arrival and its write to the client, on every request's first token.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    watching = True
+    gone = asyncio.ensure_future(_disconnected(receive))
+
+    def cancel(_: object) -> None:
+        if watching and not gone.cancelled():
+            task.cancel()
+
+    def left() -> bool:
+        # True once the cancellation came from here (and only then: it is taken back).
+        return gone.done() and not gone.cancelled() and task.uncancel() == 0
+
+    gone.add_done_callback(cancel)
+    try:
+        yield left
+    finally:
+        watching = False
+        gone.cancel()
+
+
+async def _disconnected(receive: Receive) -> None:
+    # The body has been read: the server's next message is the disconnect, whenever it happens.
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class _ASGIEventStream(ASGIStreamingResponse):
+    """Litestar's streaming response, written from the request's own task, its last chunk ending the body."""
+
+    __slots__ = ("_is_last",)
+
+    def __init__(self, *, is_last: Callable[[], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._is_last = is_last
+
+    async def send_body(self, send: Send, receive: Receive) -> None:
+        iterator = self.iterator
+        assert isinstance(iterator, AsyncGenerator)
+        last: str | bytes = b""
+        try:
+            async with _cancelled_if_client_leaves(receive) as left:
+                try:
+                    async for chunk in iterator:
+                        if self._is_last():
+                            # The end of the body rides with the last chunk: one write, one wake-up of the
+                            # client. It is sent once the watch is over, as a server reports a finished
+                            # response as a disconnect.
+                            last = chunk
+                            break
+                        await send(_body_event(chunk, more=True))
+                except asyncio.CancelledError:
+                    if not left():
+                        raise
+                    return
+            await send(_body_event(last, more=False))
+        finally:
+            await iterator.aclose()
+
+
+def _body_event(chunk: str | bytes, *, more: bool) -> HTTPResponseBodyEvent:
+    return {
+        "type": "http.response.body",
+        "body": chunk if isinstance(chunk, bytes) else chunk.encode(),
+        "more_body": more,
+    }
+
+
+class EventStreamResponse(Stream):
+    """A ``text/event-stream`` response of an async generator of SSE frames; ``is_last`` tells, right after
+    a frame was produced, whether it ends the stream."""
+
+    __slots__ = ("_is_last",)
+
+    def __init__(self, content: AsyncGenerator[bytes, None], *, is_last: Callable[[], bool]) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
+        self._is_last = is_last
+
+    def to_asgi_response(self, app: Litestar | None, request: Request[Any, Any, Any], **kwargs: Any) -> ASGIResponse:
+        # What Litestar's Stream does, for the parts these responses use: no cookies, no background tasks.
+        return _ASGIEventStream(
+            is_last=self._is_last,
+            iterator=self.iterator,
+            encoded_headers=kwargs.get("encoded_headers"),
+            headers={**(kwargs.get("headers") or {}), **self.headers},
+            media_type=self.media_type,
+            status_code=self.status_code or kwargs.get("status_code"),
+        )
+
+
+def sse_response(
+    relayed: Relayed,
+    head: list[GenerationEvent],
+    render: Callable[[GenerationEvent], bytes],
+    *,
+    opening: bytes,
+    render_error: Callable[[GatewayError], bytes],
+    is_done: Callable[[], bool],
+    keepalive_s: float,
+) -> EventStreamResponse:
+    async def body() -> AsyncGenerator[bytes, None]:
+        batch: list[bytes] = []
+        try:
+            out = opening + b"".join(render(event) for event in head)
+            last_write = time.monotonic()
+            yield out
+            if is_done():
+                relayed.ended = True
+                return
+            async for event in relayed.events:
+                if event is None:
+                    if time.monotonic() - last_write >= keepalive_s:
+                        last_write = time.monotonic()
+                        yield _KEEPALIVE
+                    continue
+                batch.append(render(event))
+                if is_done():
+                    relayed.ended = True
+                    yield b"".join(batch)
+                    return
+                # Events that arrived together leave in one write: one syscall and one wake-up of the
+                # client per batch instead of per token.
+                if not relayed.ready():
+                    data = b"".join(batch)
+                    batch.clear()
+                    if data:
+                        last_write = time.monotonic()
+                        yield data
+        except GatewayError as error:
+            relayed.ended = True
+            ERRORS.labels(str(error.status), error.code or error.type).inc()
+            yield b"".join(batch) + render_error(error)
+        finally:
+            # The client may be gone and this task cancelled: the clean-up must still reach Redis.
+            await asyncio.shield(relayed.finish())
+
+    return EventStreamResponse(body(), is_last=is_done)

@@ -1,0 +1,62 @@
+"""``GET /healthz`` (the process answers) and ``GET /readyz`` (it can serve: Redis and a worker are up).
+
+A load balancer should route by ``/readyz``; an orchestrator should restart by ``/healthz`` only, since
+a Redis outage is not cured by restarting the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import msgspec
+from litestar import Request, Response, get
+from redis.exceptions import RedisError
+
+from api.openapi import documented
+from api.state import gateway_state
+from shared.keys import WORKER_HEALTH
+
+__all__ = ("HANDLERS", "healthz", "readyz")
+
+_CHECK_TIMEOUT_S = 1.0
+
+Check = Literal["ok", "unreachable", "none alive"]
+
+
+class Readiness(msgspec.Struct):
+    status: Literal["ready", "not ready"]
+    redis: Check
+    workers: Check
+
+
+class Liveness(msgspec.Struct):
+    status: Literal["ok"] = "ok"
+
+
+_encoder = msgspec.json.Encoder()
+
+
+@get("/healthz", operation_class=documented(Liveness))
+async def healthz() -> Response[bytes]:
+    return Response(_encoder.encode(Liveness()), media_type="application/json")
+
+
+@get("/readyz", operation_class=documented(Readiness, also={503: Readiness}))
+async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
+    redis = gateway_state(request).redis
+    redis_check: Check = "ok"
+    workers: Check = "ok"
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT_S):
+            # Every worker refreshes this key (arq's health check) at least every 10 s.
+            if not await redis.exists(WORKER_HEALTH):
+                workers = "none alive"
+    except (RedisError, OSError, TimeoutError):
+        redis_check = workers = "unreachable"
+    ready = redis_check == "ok" and workers == "ok"
+    body = Readiness("ready" if ready else "not ready", redis_check, workers)
+    return Response(_encoder.encode(body), status_code=200 if ready else 503, media_type="application/json")
+
+
+HANDLERS = (healthz, readyz)

@@ -1,0 +1,107 @@
+"""The relay on fakeredis: ordering, gap filling from the log, liveness."""
+
+from __future__ import annotations
+
+import asyncio
+
+import fakeredis
+import pytest
+
+from api.delivery.relay import Relay
+from shared.config import RelayConfig
+from shared.errors import ServiceUnavailable, WorkerLost
+from shared.events import Envelope, Finished, GenerationEvent, Started, TextDelta, encode_envelope
+from shared.keys import GenerationKeys
+
+CONFIG = RelayConfig(idle_check_s=0.05, queue_timeout_s=0.3)
+
+
+async def _relay(redis: fakeredis.FakeAsyncRedis) -> Relay:
+    relay = Relay(redis, instance_id="test", config=CONFIG)
+    await relay.start()
+    return relay
+
+
+async def _log(redis: fakeredis.FakeAsyncRedis, generation_id: str, seq: int, event: GenerationEvent) -> bytes:
+    data = encode_envelope(Envelope(generation_id, seq, event))
+    await redis.xadd(GenerationKeys(generation_id).events, {"e": data}, id=f"0-{seq + 1}")
+    return data
+
+
+async def _collect(events: object) -> list[GenerationEvent | None]:
+    return [event async for event in events]  # type: ignore[attr-defined]
+
+
+async def test_published_events_arrive_in_order(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    relay = await _relay(fake_redis)
+    subscription = relay.subscribe("g1")
+    events: list[GenerationEvent] = [Started("w"), TextDelta("a"), TextDelta("b"), Finished("stop")]
+    frames = [await _log(fake_redis, "g1", seq, event) for seq, event in enumerate(events)]
+    collecting = asyncio.create_task(_collect(subscription.events()))
+    await fake_redis.publish(relay.channel, b"[" + b",".join(frames[2:]) + b"]")
+    await fake_redis.publish(relay.channel, b"[" + b",".join(frames[:2]) + b"]")
+    assert [e for e in await collecting if e is not None] == events
+    subscription.close()
+    await relay.stop()
+
+
+async def test_events_lost_by_pubsub_are_read_from_the_log(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    relay = await _relay(fake_redis)
+    subscription = relay.subscribe("g2")
+    events: list[GenerationEvent] = [Started("w"), *(TextDelta(str(i)) for i in range(5)), Finished("stop")]
+    frames = [await _log(fake_redis, "g2", seq, event) for seq, event in enumerate(events)]
+    await fake_redis.publish(relay.channel, b"[" + frames[-1] + b"]")  # only the last one is published
+    received = await asyncio.wait_for(_collect(subscription.events()), 2)
+    assert [e for e in received if e is not None] == events
+    await relay.stop()
+
+
+async def test_no_worker_is_503_after_the_queue_timeout(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    relay = await _relay(fake_redis)
+    ticks = 0
+    with pytest.raises(ServiceUnavailable) as caught:
+        async for event in relay.subscribe("g3").events():
+            assert event is None
+            ticks += 1
+    assert caught.value.code == "no_worker_available" and ticks >= 1
+    await relay.stop()
+
+
+async def test_started_generation_without_lease_is_worker_lost(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    relay = await _relay(fake_redis)
+    await _log(fake_redis, "g4", 0, Started("w"))
+    with pytest.raises(WorkerLost):
+        await _collect(relay.subscribe("g4").events())
+    await relay.stop()
+
+
+async def test_live_lease_keeps_waiting(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    relay = await _relay(fake_redis)
+    await fake_redis.set(GenerationKeys("g5").lease, "w")
+    await _log(fake_redis, "g5", 0, Started("w"))
+    events = relay.subscribe("g5").events()
+    assert await anext(events) == Started("w")
+    assert await anext(events) is None  # idle, but the worker is alive
+    await _log(fake_redis, "g5", 1, Finished("stop"))
+    assert await anext(events) == Finished("stop")
+    await relay.stop()
+
+
+async def test_a_slow_reader_holds_a_bounded_buffer_and_loses_nothing(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    relay = Relay(fake_redis, instance_id="test", config=RelayConfig(idle_check_s=0.05, max_buffered_events=16))
+    await relay.start()
+    subscription = relay.subscribe("g9")
+    events: list[GenerationEvent] = [Started("w"), *(TextDelta(str(i)) for i in range(500)), Finished("stop")]
+    frames = [await _log(fake_redis, "g9", seq, event) for seq, event in enumerate(events)]
+    for start in range(0, len(frames), 50):
+        await fake_redis.publish(relay.channel, b"[" + b",".join(frames[start : start + 50]) + b"]")
+    await asyncio.sleep(0.1)  # everything has been published and dispatched; nobody has read yet
+    assert len(subscription._held) == 16
+    received, most_held = [], 0
+    async for event in subscription.events():
+        most_held = max(most_held, len(subscription._held))
+        if event is not None:
+            received.append(event)
+    assert received == events and most_held <= 16
+    subscription.close()
+    await relay.stop()
