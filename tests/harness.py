@@ -98,6 +98,11 @@ class GatewayProcesses:
                 time.sleep(0.1)
         raise RuntimeError(f"the API did not come up:\n{self.logs()}")
 
+    @property
+    def pids(self) -> list[int]:
+        """The running API's and workers' process ids."""
+        return [process.pid for process in [*([self.api] if self.api else []), *self.workers]]
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in Path(self._dir.name).glob("*.log")

@@ -5,7 +5,10 @@
 Starts a private Redis (unless REDIS_URL is set), the fake OpenAI upstream (20-chunk streams), and the
 gateway as separate processes (one API, one worker), then measures, for the upstream directly and for
 the gateway in front of it: time to first token and total time at concurrency 1, streams/s at
-concurrency 32, and non-streaming requests/s at concurrency 32. Figures are written to ``--out``.
+concurrency 32, non-streaming requests/s at concurrency 32, and the CPU time spent per request in each
+throughput row (the fake's alone when direct; the API's, the worker's and Redis's through the gateway).
+The gateway runs with its features on, as operators run it: keys mode with limits and usage accounting,
+sessions in hash mode, metrics and logs. Figures are written to ``--out``.
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+import redis
 
 from shared.redis_server import EmbeddedRedis
+from tests.bench.cpu import CpuMeter
 from tests.bench.loadgen import Sample, run_load
 from tests.fakes.openai_upstream import RunningFakeUpstream
 from tests.harness import GatewayProcesses
 
 MODEL = "fake-model"
+BENCH_KEY = "bench"
+"""The bearer token the load generator sends; the gateway's one configured key."""
 
 
 def _body(stream: bool) -> bytes:
@@ -49,6 +56,10 @@ class Figures:
     total_p50_ms: float
     streams_per_s: float
     requests_per_s: float
+    stream_cpu_ms: float
+    """CPU milliseconds per 20-chunk stream at c=32, summed over the processes measured."""
+    request_cpu_ms: float
+    """The same per non-streaming request."""
     errors: int
 
 
@@ -62,25 +73,38 @@ async def _latency(urls: list[str], *, total: int, rounds: int = 6) -> list[list
     return samples
 
 
-async def _throughput(url: str, *, load_s: float) -> tuple[float, float, list[Sample]]:
-    streams, stream_elapsed = await run_load(url, _body(True), concurrency=32, requests=None, duration_s=load_s)
-    plains, plain_elapsed = await run_load(url, _body(False), concurrency=32, requests=None, duration_s=load_s)
-    return sum(s.ok for s in streams) / stream_elapsed, sum(s.ok for s in plains) / plain_elapsed, streams + plains
+@dataclass
+class _Row:
+    per_s: float
+    cpu_ms: float
+    samples: list[Sample]
 
 
-async def _measure(urls: list[str], *, latency_n: int, load_s: float) -> list[Figures]:
+async def _loaded(url: str, body: bytes, meter: CpuMeter, *, load_s: float) -> _Row:
+    meter.start()
+    samples, elapsed = await run_load(url, body, concurrency=32, requests=None, duration_s=load_s)
+    cpu_s = meter.stop()
+    done = max(1, sum(s.ok for s in samples))
+    return _Row(done / elapsed, cpu_s * 1000 / done, samples)
+
+
+async def _measure(urls: list[str], meters: list[CpuMeter], *, latency_n: int, load_s: float) -> list[Figures]:
     for url in urls:
         await run_load(url, _body(True), concurrency=4, requests=100, duration_s=None)  # warm-up: connections, caches
     figures = []
-    for url, latency in zip(urls, await _latency(urls, total=latency_n), strict=True):
-        streams_per_s, requests_per_s, loaded = await _throughput(url, load_s=load_s)
+    for url, meter, latency in zip(urls, meters, await _latency(urls, total=latency_n), strict=True):
+        streams = await _loaded(url, _body(True), meter, load_s=load_s)
+        plains = await _loaded(url, _body(False), meter, load_s=load_s)
+        loaded = streams.samples + plains.samples
         figures.append(
             Figures(
                 ttft_p50_ms=statistics.median(s.ttft_s for s in latency) * 1000,
                 ttft_p95_ms=_pct([s.ttft_s for s in latency], 0.95) * 1000,
                 total_p50_ms=statistics.median(s.total_s for s in latency) * 1000,
-                streams_per_s=streams_per_s,
-                requests_per_s=requests_per_s,
+                streams_per_s=streams.per_s,
+                requests_per_s=plains.per_s,
+                stream_cpu_ms=streams.cpu_ms,
+                request_cpu_ms=plains.cpu_ms,
                 errors=sum(not s.ok for s in latency + loaded),
             )
         )
@@ -89,6 +113,18 @@ async def _measure(urls: list[str], *, latency_n: int, load_s: float) -> list[Fi
 
 def _config(upstream: str) -> str:
     return f"""
+[access]
+mode = "keys"
+
+[[access.keys]]
+name = "bench"
+key_env = "AIAPI_BENCH_KEY"
+rpm = 100000000
+tpm = 100000000000
+
+[sessions]
+mode = "hash"
+
 [[channels]]
 name = "fake"
 type = "openai"
@@ -104,6 +140,8 @@ def _report(direct: Figures, gateway: Figures, args: argparse.Namespace) -> str:
         ("total time p50 (ms, c=1, 20 chunks)", "total_p50_ms", False),
         ("20-chunk streams/s (c=32)", "streams_per_s", True),
         ("non-streaming requests/s (c=32)", "requests_per_s", True),
+        ("CPU ms per 20-chunk stream (c=32)", "stream_cpu_ms", False),
+        ("CPU ms per non-streaming request (c=32)", "request_cpu_ms", False),
     ]
     lines = [
         "| measure | upstream direct | through the gateway | gateway / direct |",
@@ -117,9 +155,12 @@ def _report(direct: Figures, gateway: Figures, args: argparse.Namespace) -> str:
         [
             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}; one API process, one worker process, "
-            f"Redis, fake upstream and load generator on the same machine. {args.latency_n} sequential streams "
+            f"Redis, fake upstream and load generator on the same machine. The gateway in keys mode with limits "
+            f"and usage accounting, hash sessions, metrics and logs on. {args.latency_n} sequential streams "
             f"each for latency (direct and gateway alternating in 6 rounds), {args.load_s:g} s of load per "
-            f"throughput row. Errors: direct {direct.errors}, gateway {gateway.errors}.",
+            f"throughput row. CPU time is read from /proc around each throughput row: the fake upstream's alone "
+            f"when direct; API + worker + Redis through the gateway (the fake's own share is the direct figure). "
+            f"Errors: direct {direct.errors}, gateway {gateway.errors}.",
             "",
             *lines,
             "",
@@ -128,14 +169,23 @@ def _report(direct: Figures, gateway: Figures, args: argparse.Namespace) -> str:
     )
 
 
+def _redis_pid(url: str) -> int:
+    with redis.Redis.from_url(url) as client:
+        info = client.info("server")
+    return int(info["process_id"])
+
+
 async def _main(args: argparse.Namespace) -> str:
     with tempfile.TemporaryDirectory() as data, RunningFakeUpstream(chunks=20) as upstream:
         embedded = None if os.environ.get("REDIS_URL") else EmbeddedRedis(data_dir=Path(data), persist=False)
         redis_url = os.environ.get("REDIS_URL") or embedded.start()  # type: ignore[union-attr]
         try:
-            with GatewayProcesses(redis_url=redis_url, config_toml=_config(upstream.base_url)) as gateway:
+            with GatewayProcesses(
+                redis_url=redis_url, config_toml=_config(upstream.base_url), env={"AIAPI_BENCH_KEY": BENCH_KEY}
+            ) as gateway:
                 urls = [f"{upstream.base_url}/chat/completions", f"{gateway.base_url}/chat/completions"]
-                direct, through = await _measure(urls, latency_n=args.latency_n, load_s=args.load_s)
+                meters = [CpuMeter([upstream.pid]), CpuMeter([*gateway.pids, _redis_pid(redis_url)])]
+                direct, through = await _measure(urls, meters, latency_n=args.latency_n, load_s=args.load_s)
         finally:
             if embedded is not None:
                 embedded.stop()

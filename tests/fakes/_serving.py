@@ -66,6 +66,11 @@ class FakeProcess:
         self.root_url = f"http://127.0.0.1:{line.split()[1]}"
         return self
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "not started"
+        return self._process.pid
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
