@@ -28,6 +28,8 @@ from api.state import GatewayState
 from shared.catalog import Catalog
 from shared.channel_store import ChannelStore
 from shared.config import Settings
+from shared.ledger.database import create_engine, database_url
+from shared.ledger.queries import LedgerQueries
 from shared.scripts import Scripts
 
 __all__ = ("PUBLIC_PREFIXES", "create_app")
@@ -55,6 +57,7 @@ def create_app(settings: Settings) -> Litestar:
         )
         await relay.start()
         dispatcher = Dispatcher(redis, relay, settings.relay)
+        engine = create_engine(database_url(settings.database, settings.redis.data_dir))
         state = app.state.gateway = GatewayState(
             settings=settings,
             catalog=Catalog(settings.channels),
@@ -65,6 +68,7 @@ def create_app(settings: Settings) -> Litestar:
             sessions=Sessions(redis, Scripts(redis), settings, dispatcher),
             channels=ChannelStore(redis, settings.channels),
             access=Access(settings.access, redis),
+            ledger=LedgerQueries(engine),
         )
         follower = asyncio.create_task(state.channels.follow(state.apply_channels, interval_s=_CHANNEL_POLL_S))
         try:
@@ -73,6 +77,7 @@ def create_app(settings: Settings) -> Litestar:
             follower.cancel()
             await relay.stop()
             await redis.aclose()
+            await engine.dispose()
 
     public = [*chat.HANDLERS, *responses.HANDLERS, *models.HANDLERS]
     return Litestar(

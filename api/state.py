@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from api.responses.store import ResponseStore
     from shared.channel_store import ChannelStore
     from shared.config import ChannelConfig, Settings
+    from shared.ledger.queries import LedgerQueries
 
 __all__ = ("GatewayState", "gateway_state")
 
@@ -33,6 +34,8 @@ class GatewayState:
     sessions: Sessions
     channels: ChannelStore
     access: Access
+    ledger: LedgerQueries
+    """The request log and usage reports (the database the recorder writes)."""
 
     async def apply_channels(self, channels: list[ChannelConfig]) -> None:
         self.catalog = Catalog(channels)

@@ -5,8 +5,8 @@ Nothing reads the environment at import time. :func:`load_settings` builds one i
 setting fails loudly instead of being ignored.
 
 Environment variables: ``AIAPI_CONFIG`` (path of the TOML file), ``REDIS_URL``, ``AIAPI_HOST``,
-``AIAPI_PORT``, ``AIAPI_LOG_FORMAT``, ``AIAPI_WORKER_METRICS_PORT``. A channel's API key is read from the
-variable its ``api_key_env`` names.
+``AIAPI_PORT``, ``AIAPI_LOG_FORMAT``, ``AIAPI_WORKER_METRICS_PORT``, ``DATABASE_URL``. A channel's API
+key is read from the variable its ``api_key_env`` names.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from shared.channel_config import (
     OpenAIChannel,
     ResponsesChannel,
 )
+from shared.ledger.database import database_url
+from shared.ledger_config import DatabaseConfig, LedgerConfig, Price
 
 __all__ = (
     "AccessConfig",
@@ -42,11 +44,14 @@ __all__ = (
     "ChannelConfig",
     "ChaynsChannel",
     "ConfigError",
+    "DatabaseConfig",
     "HttpChannel",
+    "LedgerConfig",
     "LimitsConfig",
     "MockChannel",
     "ModelAlias",
     "OpenAIChannel",
+    "Price",
     "RedisConfig",
     "RelayConfig",
     "ResponsesChannel",
@@ -179,6 +184,10 @@ class Settings(_Section, frozen=True, kw_only=True):
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     access: AccessConfig = msgspec.field(default_factory=AccessConfig)
     channels: list[ChannelConfig] = msgspec.field(default_factory=_default_channels)
+    database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
+    ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
+    prices: dict[str, Price] = {}
+    """USD per million tokens, by model name as clients ask for it; a model without a price costs 0."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     """``json``: one object per line with ``request_id`` and ``generation_id``, for log pipelines."""
@@ -207,7 +216,12 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
 
 
 def _apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> None:
-    overrides = {("redis", "url"): "REDIS_URL", ("server", "host"): "AIAPI_HOST", ("server", "port"): "AIAPI_PORT"}
+    overrides = {
+        ("redis", "url"): "REDIS_URL",
+        ("server", "host"): "AIAPI_HOST",
+        ("server", "port"): "AIAPI_PORT",
+        ("database", "url"): "DATABASE_URL",
+    }
     if env.get("AIAPI_WORKER_METRICS_PORT"):
         raw.setdefault("worker", {})["metrics_port"] = env["AIAPI_WORKER_METRICS_PORT"]
     if env.get("AIAPI_LOG_FORMAT"):
@@ -232,6 +246,14 @@ def _check(settings: Settings, source: str) -> None:
         raise ConfigError(f"{source}: routing.max_attempts must be at least 1")
     if settings.worker.lease_ttl_s < 1:
         raise ConfigError(f"{source}: worker.lease_ttl_s must be at least 1 second")
+    served = {model for channel in settings.channels for model in channel.model_map()}
+    unknown = sorted(set(settings.prices) - served)
+    if unknown:
+        raise ConfigError(f"{source}: prices for models no channel serves: {', '.join(unknown)}")
+    try:
+        database_url(settings.database, settings.redis.data_dir)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def channel_problem(channel: ChannelConfig) -> str | None:

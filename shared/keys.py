@@ -15,6 +15,11 @@ __all__ = (
     "CHANNELS_CHANGED",
     "COOLDOWN_CHANNEL",
     "JOB_FUNCTION",
+    "LEDGER_GROUP",
+    "LEDGER_MIGRATION_LOCK",
+    "LEDGER_STREAM",
+    "PRICES",
+    "PRICES_CHANGED",
     "QUEUE",
     "READY",
     "WORKER_HEALTH",
@@ -56,6 +61,22 @@ COOLDOWN_CHANNEL = f"{PREFIX}:cooldown"
 
 CHANNELS_CHANGED = f"{PREFIX}:channels-changed"
 """Published after the admin API changed the stored channels; every process reloads them."""
+
+LEDGER_STREAM = f"{PREFIX}:{{ledger}}:records"
+"""Stream: one encoded ``LedgerRecord`` per ended generation (field ``r``), trimmed to about
+``[ledger] stream_max_len``; the recorder drains it into the database."""
+
+LEDGER_GROUP = "recorders"
+"""The consumer group of :data:`LEDGER_STREAM`: every recorder reads in it, so each record goes to one."""
+
+LEDGER_MIGRATION_LOCK = f"{PREFIX}:{{ledger}}:migrating"
+"""Lock held while a process migrates the ledger's schema."""
+
+PRICES = f"{PREFIX}:{{prices}}:book"
+"""Hash: model name → encoded ``Price`` set through the admin API, over the config's price table."""
+
+PRICES_CHANGED = f"{PREFIX}:prices-changed"
+"""Published after the admin API changed :data:`PRICES`; every worker reloads them."""
 
 
 def relay_channel(instance_id: str) -> str:
@@ -149,7 +170,7 @@ class AccessKeys:
     names = f"{PREFIX}:{{access}}:names"
     """Hash: key name → digest, so the admin API can address a key by name."""
 
-    __slots__ = ("requests", "spent", "tokens", "usage")
+    __slots__ = ("requests", "spent", "spent_usd", "tokens", "usage")
 
     def __init__(self, name: str) -> None:
         tag = f"{PREFIX}:{{key:{name}}}"
@@ -159,5 +180,7 @@ class AccessKeys:
         """Hash: unix second → tokens (input + output) reported in it; only the last minute is kept."""
         self.spent = f"{tag}:spent"
         """Counter: tokens used over the key's life, checked against its budget."""
+        self.spent_usd = f"{tag}:spent-usd"
+        """Hash: ``total`` and ``YYYY-MM`` (UTC month) → micro-dollars spent, checked against its budgets."""
         self.usage = f"{tag}:usage"
         """Hash: ``<metric>:<model>`` → total, for requests, errors, input, output and cached tokens."""

@@ -1,0 +1,12 @@
+"""The ledger: one lasting row per generation (the request log), with its cost in dollars.
+
+Workers append a :class:`~shared.ledger.record.LedgerRecord` to a bounded Redis stream as each
+generation ends; the recorder (:mod:`shared.ledger.recorder`) drains it into a SQL database (SQLite by
+default, PostgreSQL when configured), and :class:`~shared.ledger.queries.LedgerQueries` reads it back for
+the admin API and the console. Nothing here is on the request's hot path.
+"""
+
+from shared.ledger.queries import LedgerQueries, RequestFilters, RequestPage, UsageGroup, UsageRow
+from shared.ledger.record import LedgerRecord
+
+__all__ = ("LedgerQueries", "LedgerRecord", "RequestFilters", "RequestPage", "UsageGroup", "UsageRow")
