@@ -23,14 +23,17 @@ if TYPE_CHECKING:
 
 __all__ = ("delete_before", "write_records")
 
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+def _insert_or_ignore(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    insert = sqlite.insert(request_log) if dialect == "sqlite" else postgresql.insert(request_log)
+    return insert.on_conflict_do_nothing(index_elements=["id"])
 
 
 async def write_records(engine: AsyncEngine, records: Sequence[LedgerRecord]) -> int:
     """Insert ``records`` in one transaction, skipping ids already there; how many were new."""
     if not records:
         return 0
-    insert = _INSERTS[engine.dialect.name](request_log).on_conflict_do_nothing(index_elements=["id"])
+    insert = _insert_or_ignore(engine.dialect.name)
     rows = [msgspec.structs.asdict(record) for record in records]
     async with engine.begin() as connection:
         result = await connection.execute(insert.returning(request_log.c.id), rows)
