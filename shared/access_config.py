@@ -15,6 +15,8 @@ created at runtime through the admin API. The file never holds a key itself, onl
     rpm = 60                     # requests per minute, 0: unlimited
     tpm = 100000                 # tokens per minute, 0: unlimited
     budget_tokens = 0            # tokens in total, 0: unlimited
+    budget_usd = 50.0            # dollars in total (at the [prices] table), 0: unlimited
+    budget_usd_monthly = 0       # dollars per calendar month (UTC), 0: unlimited
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import os
 from typing import Annotated, Literal
 
 import msgspec
+
+from shared.ledger_config import Usd
 
 __all__ = ("AccessConfig", "AccessKeyConfig", "Count", "KeyName", "KeyPolicy", "key_digest")
 
@@ -56,6 +60,10 @@ class KeyPolicy(_Section, frozen=True, kw_only=True):
     """Tokens (input + output) per minute (sliding window), 0 for unlimited."""
     budget_tokens: Count = 0
     """Tokens in total over the key's life, 0 for unlimited."""
+    budget_usd: Usd = 0.0
+    """Dollars in total over the key's life (costed at the price table), 0 for unlimited."""
+    budget_usd_monthly: Usd = 0.0
+    """Dollars per calendar month (UTC), 0 for unlimited."""
     enabled: bool = True
 
 

@@ -31,3 +31,4 @@ class Scripts:
         self.save_state: AsyncScript = redis.register_script(_source("save_state"))
         self.slot: AsyncScript = redis.register_script(_source("slot"))
         self.access_limit: AsyncScript = redis.register_script(_source("access_limit"))
+        self.settle: AsyncScript = redis.register_script(_source("settle"))

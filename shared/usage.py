@@ -1,7 +1,9 @@
 """Usage accounts of API keys: written by the worker that ran a generation, read by the admin API.
 
 The worker records every generation it runs for a key, however it ended (finished, failed, cancelled,
-the client gone, a background response nobody watched), because only the worker sees them all. When the
+the client gone, a background response nobody watched), because only the worker sees them all. The same
+round trip adds the generation's cost to the key's spend (in micro-dollars, in total and per month,
+which admission checks against the key's dollar budgets) and appends its record to the ledger stream. When the
 upstream reported no usage (a cancelled stream usually has none yet) the tokens are estimated from the
 text, about four characters a token, and the request is counted as ``estimated``.
 
@@ -17,19 +19,22 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import TYPE_CHECKING
 
 import msgspec
 from redis.exceptions import RedisError
 
-from shared.keys import AccessKeys
+from shared.keys import LEDGER_STREAM, AccessKeys
+from shared.scripts import Scripts
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
     from shared.events import Usage
 
-__all__ = ("METRICS", "WINDOW_S", "Billing", "UsageLedger", "estimate_tokens")
+__all__ = ("METRICS", "MICRO_USD", "WINDOW_S", "Billing", "LedgerEntry", "UsageLedger", "estimate_tokens")
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,8 @@ WINDOW_S = 60
 """The per-minute limits' window."""
 METRICS = ("requests", "errors", "estimated", "input_tokens", "output_tokens", "cached_tokens")
 _CHARS_PER_TOKEN = 4
+MICRO_USD = 1_000_000
+"""Spend is counted in Redis in micro-dollars: integers, so concurrent additions are exact."""
 
 
 class Billing(msgspec.Struct, frozen=True):
@@ -51,6 +58,13 @@ class Billing(msgspec.Struct, frozen=True):
     """Unix second of the reservation: the bucket it went into."""
 
 
+class LedgerEntry(msgspec.Struct, frozen=True):
+    """An encoded ledger record, and the bound of the stream it is appended to."""
+
+    data: bytes
+    max_len: int
+
+
 def estimate_tokens(characters: int) -> int:
     return math.ceil(characters / _CHARS_PER_TOKEN)
 
@@ -58,36 +72,68 @@ def estimate_tokens(characters: int) -> int:
 class UsageLedger:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._settle_script = Scripts(redis).settle
 
-    async def record(self, billing: Billing, usage: Usage, *, failed: bool, estimated: bool, now_s: int) -> None:
-        """Account one generation and settle its reservation. Never raises: usage is not worth an error."""
+    async def record(
+        self,
+        billing: Billing | None,
+        usage: Usage,
+        *,
+        failed: bool,
+        estimated: bool,
+        now_s: int,
+        cost_usd: float = 0.0,
+        entry: LedgerEntry | None = None,
+    ) -> None:
+        """Account one generation to its key (if any), settle its reservation, add its cost to the key's
+        spend, and append ``entry`` to the ledger stream: one round trip. Never raises: usage is not
+        worth an error (a record lost to a Redis outage is logged)."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if billing is not None:
+                    await self._settle(pipe, billing, usage, failed, estimated, now_s, cost_usd)
+                if entry is not None:
+                    pipe.xadd(LEDGER_STREAM, {"r": entry.data}, maxlen=entry.max_len, approximate=True)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("usage of generation on %s not recorded: %s", billing.model if billing else "-", exc)
+
+    async def _settle(
+        self,
+        pipe: Pipeline,
+        billing: Billing,
+        usage: Usage,
+        failed: bool,
+        estimated: bool,
+        now_s: int,
+        cost_usd: float,
+    ) -> None:
         keys = AccessKeys(billing.key)
-        amounts = {
-            "requests": 1,
-            "errors": int(failed),
-            "estimated": int(estimated),
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cached_tokens": usage.cached_tokens,
-        }
         tokens = usage.input_tokens + usage.output_tokens
         in_window = now_s - billing.reserved_at < WINDOW_S
         # Inside the window, correct the reservation's bucket; after it, the reservation has left the window
         # and the real figure is counted now.
         window_change = tokens - billing.reserved_tokens if in_window else tokens
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for metric, amount in amounts.items():
-                    if amount:
-                        pipe.hincrby(keys.usage, f"{metric}:{billing.model}", amount)
-                if window_change:
-                    pipe.hincrby(keys.tokens, str(billing.reserved_at if in_window else now_s), window_change)
-                    pipe.expire(keys.tokens, WINDOW_S + 1)
-                if tokens:
-                    pipe.incrby(keys.spent, tokens)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            log.warning("usage of key %s on %s not recorded: %s", billing.key, billing.model, exc)
+        month = time.strftime("%Y-%m", time.gmtime(now_s))
+        await self._settle_script(
+            keys=[keys.usage, keys.tokens, keys.spent, keys.spent_usd],
+            args=[
+                billing.model,
+                1,
+                int(failed),
+                int(estimated),
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cached_tokens,
+                billing.reserved_at if in_window else now_s,
+                window_change,
+                WINDOW_S + 1,
+                tokens,
+                round(cost_usd * MICRO_USD),
+                month,
+            ],
+            client=pipe,
+        )
 
     async def release(self, billing: Billing, *, now_s: int) -> None:
         """Give back the reservation of a request that will never run. Never raises."""

@@ -80,7 +80,7 @@ class Access:
     async def limit(self, key: KeyPolicy, model: str, body_bytes: int) -> Billing:
         """Count the request against the key's limits, or raise 429 if one is reached."""
         now_ms = int(time.time() * 1000)
-        if not (key.rpm or key.tpm or key.budget_tokens):
+        if not (key.rpm or key.tpm or key.budget_tokens or key.budget_usd or key.budget_usd_monthly):
             return Billing(key.name, model)
         reserve = estimate_tokens(body_bytes) if key.tpm or key.budget_tokens else 0
         verdict, wait_ms = await self.store.admit(key, now_ms, reserve)
@@ -88,6 +88,15 @@ class Access:
         if verdict is Verdict.BUDGET:
             raise RateLimited(
                 f"The key '{key.name}' has used its budget of {key.budget_tokens} tokens.", code="insufficient_quota"
+            )
+        if verdict is Verdict.BUDGET_USD:
+            raise RateLimited(
+                f"The key '{key.name}' has used its budget of ${key.budget_usd:g}.", code="insufficient_quota"
+            )
+        if verdict is Verdict.BUDGET_USD_MONTHLY:
+            raise RateLimited(
+                f"The key '{key.name}' has used its monthly budget of ${key.budget_usd_monthly:g}.",
+                code="insufficient_quota",
             )
         if verdict is Verdict.TPM:
             raise RateLimited(

@@ -29,7 +29,7 @@ from shared.access_config import KeyPolicy, key_digest
 from shared.errors import Conflict, RedisUnavailable
 from shared.keys import AccessKeys
 from shared.scripts import Scripts
-from shared.usage import METRICS, WINDOW_S
+from shared.usage import METRICS, MICRO_USD, WINDOW_S
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -53,6 +53,8 @@ class Verdict(enum.IntEnum):
     RPM = 1
     TPM = 2
     BUDGET = 3
+    BUDGET_USD = 4
+    BUDGET_USD_MONTHLY = 5
 
 
 class UsageCounts(msgspec.Struct, kw_only=True):
@@ -81,6 +83,10 @@ class KeyUsage(msgspec.Struct, kw_only=True):
     models: list[ModelUsage]
     spent_tokens: int
     """Input plus output tokens over the key's life: what its budget is checked against."""
+    spent_usd: float
+    """Dollars over the key's life, at the price table: what ``budget_usd`` is checked against."""
+    spent_usd_month: float
+    """Dollars this calendar month (UTC): what ``budget_usd_monthly`` is checked against."""
     requests_last_minute: int
     """Requests admitted in the last 60 s (counted only for keys with an rpm limit)."""
     tokens_last_minute: int
@@ -89,6 +95,11 @@ class KeyUsage(msgspec.Struct, kw_only=True):
 
 _record_decoder = msgspec.json.Decoder(StoredKey)
 _encoder = msgspec.json.Encoder()
+
+
+def _month(now_s: int) -> str:
+    """The spend hash's field of the month (UTC) of ``now_s``."""
+    return time.strftime("%Y-%m", time.gmtime(now_s))
 
 
 def _window_total(buckets: dict[bytes, bytes], now_s: int) -> int:
@@ -165,7 +176,7 @@ class KeyStore:
             pipe.hdel(AccessKeys.names, name)
             await pipe.execute()
         keys = AccessKeys(name)
-        await self._redis.delete(keys.requests, keys.tokens, keys.spent, keys.usage)
+        await self._redis.delete(keys.requests, keys.tokens, keys.spent, keys.spent_usd, keys.usage)
         return True
 
     async def admit(self, key: KeyPolicy, now_ms: int, reserve_tokens: int = 0) -> tuple[Verdict, int]:
@@ -176,8 +187,17 @@ class KeyStore:
         keys = AccessKeys(key.name)
         try:
             verdict, wait_ms = await self._limit(
-                keys=[keys.requests, keys.tokens, keys.spent],
-                args=[now_ms, key.rpm, key.tpm, key.budget_tokens, reserve_tokens],
+                keys=[keys.requests, keys.tokens, keys.spent, keys.spent_usd],
+                args=[
+                    now_ms,
+                    key.rpm,
+                    key.tpm,
+                    key.budget_tokens,
+                    reserve_tokens,
+                    round(key.budget_usd * MICRO_USD),
+                    round(key.budget_usd_monthly * MICRO_USD),
+                    _month(now_ms // 1000),
+                ],
             )
         except RedisError as exc:
             raise RedisUnavailable() from exc
@@ -190,7 +210,8 @@ class KeyStore:
             pipe.get(keys.spent)
             pipe.hgetall(keys.requests)
             pipe.hgetall(keys.tokens)
-            fields, spent, requests, tokens = await pipe.execute()
+            pipe.hmget(keys.spent_usd, ["total", _month(now_s)])
+            fields, spent, requests, tokens, (usd, usd_month) = await pipe.execute()
         total, models = UsageCounts(), dict[str, ModelUsage]()
         for field, amount in fields.items():
             metric, _, model = field.decode().partition(":")
@@ -202,6 +223,8 @@ class KeyStore:
             total=total,
             models=sorted(models.values(), key=lambda usage: usage.model),
             spent_tokens=int(spent or 0),
+            spent_usd=int(usd or 0) / MICRO_USD,
+            spent_usd_month=int(usd_month or 0) / MICRO_USD,
             requests_last_minute=_window_total(requests, now_s),
             tokens_last_minute=_window_total(tokens, now_s),
         )

@@ -4,10 +4,11 @@ Guarded like the rest of the admin API (:func:`api.admin.channels.require_admin`
 each key and returns it once, in the answer to its creation; only its SHA-256 digest is stored. Keys from
 the config file are listed and their usage is readable, but they are changed in the file only.
 
-    POST   /admin/keys                  create (body: name, models, rpm, tpm, budget_tokens, enabled)
+    POST   /admin/keys                  create (body: name, models, rpm, tpm, budget_tokens, budget_usd,
+                                        budget_usd_monthly, enabled)
     GET    /admin/keys                  every key, config and admin-created, never the key itself
     GET    /admin/keys/{name}
-    PATCH  /admin/keys/{name}           change limits (body: any of models, rpm, tpm, budget_tokens, enabled)
+    PATCH  /admin/keys/{name}           change limits (body: any of models, rpm, tpm, budgets, enabled)
     DELETE /admin/keys/{name}           revoke it, with its usage (other API processes: within cache_s)
     GET    /admin/keys/{name}/usage     usage per model and in total, and the current windows
 
@@ -33,6 +34,7 @@ from api.intake.decoding import decode_body
 from api.openapi import documented
 from shared.access_config import Count, KeyPolicy
 from shared.errors import Conflict, NotFound
+from shared.ledger_config import Usd
 
 __all__ = ("HANDLERS", "create_key", "delete_key", "get_key", "key_usage", "list_keys", "update_key")
 
@@ -47,6 +49,8 @@ class KeyView(msgspec.Struct, kw_only=True):
     rpm: int
     tpm: int
     budget_tokens: int
+    budget_usd: float
+    budget_usd_monthly: float
     enabled: bool
     created: int | None
     key: str | UnsetType = UNSET
@@ -64,6 +68,8 @@ class KeyChanges(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     rpm: Count | UnsetType = UNSET
     tpm: Count | UnsetType = UNSET
     budget_tokens: Count | UnsetType = UNSET
+    budget_usd: Usd | UnsetType = UNSET
+    budget_usd_monthly: Usd | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
 
 
@@ -80,6 +86,8 @@ def _view(key: KeyPolicy, *, secret: str | UnsetType = UNSET) -> KeyView:
         rpm=key.rpm,
         tpm=key.tpm,
         budget_tokens=key.budget_tokens,
+        budget_usd=key.budget_usd,
+        budget_usd_monthly=key.budget_usd_monthly,
         enabled=key.enabled,
         created=key.created if isinstance(key, StoredKey) else None,
         key=secret,

@@ -1,11 +1,14 @@
 -- Admit one request of an API key against its token budget and its per-minute limits.
 -- Each per-minute counter is a sliding window of one-second buckets (a hash: unix second → amount).
--- KEYS[1] request buckets, KEYS[2] token buckets, KEYS[3] tokens spent in total
+-- KEYS[1] request buckets, KEYS[2] token buckets, KEYS[3] tokens spent in total, KEYS[4] micro-dollars spent
+-- (hash: total and per month)
 -- ARGV[1] now (ms), ARGV[2] rpm, ARGV[3] tpm, ARGV[4] budget (each 0 when unlimited), ARGV[5] the request's
 -- estimated prompt tokens: it must fit in the budget, and is reserved in the token window on admission
--- (the worker settles the difference to the real figures, and adds them to the tokens spent, at the end).
+-- (the worker settles the difference to the real figures, and adds them to the tokens spent, at the end);
+-- ARGV[6] dollar budget, ARGV[7] monthly dollar budget (micro-dollars, 0 when unlimited), ARGV[8] the month.
+-- Dollars are charged by the worker when a generation ends, so only requests already running overshoot.
 -- Returns {0, 0} when admitted (the request is then counted), else {limit hit, ms until it frees}:
--- 1 rpm, 2 tpm, 3 budget (which never frees: 0).
+-- 1 rpm, 2 tpm, 3 budget, 4 dollar budget, 5 monthly dollar budget (budgets never free: 0).
 local now = tonumber(ARGV[1])
 local second = math.floor(now / 1000)
 
@@ -43,6 +46,16 @@ if budget > 0 then
   local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
   if spent >= budget or spent + reserve > budget then
     return {3, 0}
+  end
+end
+local budget_usd, monthly_usd = tonumber(ARGV[6]), tonumber(ARGV[7])
+if budget_usd > 0 or monthly_usd > 0 then
+  local spent = redis.call('HMGET', KEYS[4], 'total', ARGV[8])
+  if budget_usd > 0 and tonumber(spent[1] or '0') >= budget_usd then
+    return {4, 0}
+  end
+  if monthly_usd > 0 and tonumber(spent[2] or '0') >= monthly_usd then
+    return {5, 0}
   end
 end
 local tpm = tonumber(ARGV[3])

@@ -29,9 +29,9 @@ def test_sessions_keys_and_channels_keys_each_share_a_slot() -> None:
     session = keys.SessionKeys("s1")
     # admit.lua (gate, fence), save_state.lua (state, gate)
     assert len(_slots(session.gate, session.fence, session.provider_state("chayns"))) == 1
-    # access_limit.lua and the usage transaction
+    # access_limit.lua and settle.lua
     access = keys.AccessKeys("team")
-    assert len(_slots(access.requests, access.tokens, access.spent, access.usage)) == 1
+    assert len(_slots(access.requests, access.tokens, access.spent, access.spent_usd, access.usage)) == 1
     assert len(_slots(keys.AccessKeys.records, keys.AccessKeys.names)) == 1
     assert len(_slots(keys.ChannelKeys.book, keys.ChannelKeys.version)) == 1
     assert len(_slots(keys.ChannelKeys.running("c"), keys.ChannelKeys.health("c", "a"))) == 1
