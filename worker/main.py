@@ -31,6 +31,7 @@ from shared.channel_store import ChannelStore
 from shared.config import Settings
 from shared.generation import decode_request
 from shared.keys import GenerationKeys
+from shared.ledger.prices import PriceBook
 from shared.queue import deserialize_job, serialize_job_envelope
 from shared.scripts import Scripts
 from worker.control import Control, listen, take_wakeups
@@ -228,11 +229,13 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> GatewayW
             cooldowns=cooldowns,
             slot_ttl_s=settings.worker.lease_ttl_s,
         )
-        runner = GenerationRunner(scripts=scripts, settings=settings, router=router, worker_id=worker_id)
+        prices = PriceBook(redis, settings.prices)
+        runner = GenerationRunner(scripts=scripts, settings=settings, router=router, worker_id=worker_id, prices=prices)
         ctx["runner"] = runner
         control = Control(runner, cooldowns)
         tasks.append(asyncio.create_task(listen(redis, control)))
         tasks.append(asyncio.create_task(take_wakeups(redis, worker)))
+        tasks.append(asyncio.create_task(prices.follow(interval_s=_CHANNEL_POLL_S)))
         tasks.append(
             asyncio.create_task(
                 store.follow(upstreams.replace, interval_s=_CHANNEL_POLL_S, wake=control.channels_changed)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from shared.catalog import Route
     from shared.generation import GenerationRequest
     from shared.scripts import Scripts
+    from worker.accounting import RouteTrail
     from worker.session_turn import SessionTurn
     from worker.upstreams import Upstreams
 
@@ -100,9 +101,10 @@ class Router:
         return [Attempt(route, account) for account in accounts[start:] + accounts[:start]]
 
     async def stream(
-        self, request: GenerationRequest, turn: SessionTurn | None
+        self, request: GenerationRequest, turn: SessionTurn | None, trail: RouteTrail | None = None
     ) -> AsyncGenerator[ProviderOutput, None]:
-        """The generation's output, from the first candidate that does not fail before answering."""
+        """The generation's output, from the first candidate that does not fail before answering;
+        ``trail`` learns each attempt's channel and account."""
         plan = self.plan(request.model)
         if not plan:
             raise ModelNotFound(request.model)
@@ -117,6 +119,8 @@ class Router:
                 if tried:
                     await asyncio.sleep(self._backoff(tried))
                 tried += 1
+                if trail is not None:
+                    trail.attempt(attempt.route.channel.name, attempt.account.name)
                 answered = False
                 try:
                     async for output in self._call(attempt, request, turn):

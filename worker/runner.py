@@ -22,6 +22,7 @@ from shared import logs
 from shared.errors import ClientClosed, Conflict, GatewayError, InternalError, ServiceUnavailable
 from shared.events import Failed, Finished, Started, Usage
 from shared.keys import GenerationKeys
+from shared.ledger.prices import PriceBook
 from shared.usage import UsageLedger
 from worker.accounting import Tally
 from worker.emitter import EventEmitter
@@ -59,6 +60,7 @@ class GenerationRunner:
         settings: Settings,
         router: Router,
         worker_id: str,
+        prices: PriceBook | None = None,
     ) -> None:
         self._scripts = scripts
         self._settings = settings
@@ -67,6 +69,7 @@ class GenerationRunner:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop_reasons: dict[str, str] = {}
         self._ledger = UsageLedger(scripts.redis)
+        self._prices = prices or PriceBook(scripts.redis, settings.prices)
         self._presence = ApiPresence(scripts.redis)
 
     @property
@@ -140,7 +143,7 @@ class GenerationRunner:
         if request.reply_to and not request.detached:
             listening = functools.partial(self._presence.alive, request.reply_to)
         heartbeat = asyncio.create_task(lease.keep(stop, turn, listening))
-        tally = Tally(request)
+        tally = Tally(request, self._settings.ledger, self._prices)
         outcome = "abandoned"
         started = time.perf_counter()
         IN_FLIGHT.inc()
@@ -149,6 +152,7 @@ class GenerationRunner:
         except asyncio.CancelledError:
             outcome = self._stop_reasons.get(request.id, "shutdown")
             if outcome != "lease_lost":
+                tally.error = _STOP_ERRORS[outcome].info()
                 await asyncio.shield(self._fail(request, emitter, _STOP_ERRORS[outcome], turn))
         finally:
             IN_FLIGHT.dec()
@@ -181,7 +185,7 @@ class GenerationRunner:
         try:
             emitter.announce(Started(self.worker_id), within_s=_ANNOUNCE_S)
             waiting_for_first = True
-            async with contextlib.aclosing(self._router.stream(request, turn)) as outputs:
+            async with contextlib.aclosing(self._router.stream(request, turn, tally.trail)) as outputs:
                 async for output in outputs:
                     if isinstance(output, Finished):
                         if turn is not None:
@@ -207,6 +211,7 @@ class GenerationRunner:
                         await emitter.drain()
             await emitter.drain()
         except GatewayError as error:
+            tally.error = error.info()
             await self._fail(request, emitter, error, turn)
             return "failed"
         except (LeaseLost, RedisError) as exc:
@@ -214,7 +219,9 @@ class GenerationRunner:
             return "abandoned"
         except Exception:
             log.exception("generation %s failed", request.id)
-            await self._fail(request, emitter, InternalError("The gateway failed while generating."), turn)
+            internal = InternalError("The gateway failed while generating.")
+            tally.error = internal.info()
+            await self._fail(request, emitter, internal, turn)
             return "failed"
         return "completed"
 
