@@ -1,4 +1,5 @@
-"""``GET /healthz`` (the process answers) and ``GET /readyz`` (it can serve: Redis and a worker are up).
+"""``GET /healthz`` (the process answers) and ``GET /readyz`` (it can serve: Redis and a worker are up;
+with how far behind the ledger's recorder is).
 
 A load balancer should route by ``/readyz``; an orchestrator should restart by ``/healthz`` only, since
 a Redis outage is not cured by restarting the API.
@@ -16,6 +17,7 @@ from redis.exceptions import RedisError
 from api.openapi import documented
 from api.state import gateway_state
 from shared.keys import WORKER_HEALTH
+from shared.ledger.backlog import Backlog, backlog
 
 __all__ = ("HANDLERS", "healthz", "readyz")
 
@@ -28,6 +30,8 @@ class Readiness(msgspec.Struct):
     status: Literal["ready", "not ready"]
     redis: Check
     workers: Check
+    ledger: Backlog | None = None
+    """How far behind the recorder is (records not yet in the database); it does not decide readiness."""
 
 
 class Liveness(msgspec.Struct):
@@ -44,18 +48,21 @@ async def healthz() -> Response[bytes]:
 
 @get("/readyz", operation_class=documented(Readiness, also={503: Readiness}))
 async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
-    redis = gateway_state(request).redis
+    state = gateway_state(request)
+    redis = state.redis
     redis_check: Check = "ok"
+    behind = None
     workers: Check = "ok"
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
             # Every worker refreshes this key (arq's health check) at least every 10 s.
             if not await redis.exists(WORKER_HEALTH):
                 workers = "none alive"
+            behind = await backlog(redis) if state.settings.ledger.enabled else None
     except (RedisError, OSError, TimeoutError):
         redis_check = workers = "unreachable"
     ready = redis_check == "ok" and workers == "ok"
-    body = Readiness("ready" if ready else "not ready", redis_check, workers)
+    body = Readiness("ready" if ready else "not ready", redis_check, workers, behind)
     return Response(_encoder.encode(body), status_code=200 if ready else 503, media_type="application/json")
 
 

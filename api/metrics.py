@@ -7,8 +7,17 @@ never anything a client chooses freely, so the series count stays bounded.
 
 from __future__ import annotations
 
-from litestar import Response, get
+import contextlib
+from typing import Any
+
+from litestar import Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from redis.exceptions import RedisError
+
+from api.state import gateway_state
+from shared.ledger.backlog import backlog
+from shared.ledger.metrics import BACKLOG, BACKLOG_AGE
+from shared.ledger.metrics import REGISTRY as LEDGER_REGISTRY
 
 __all__ = (
     "ERRORS",
@@ -65,6 +74,15 @@ GATE_REJECTIONS = Counter(
 )
 
 
-@get("/metrics", include_in_schema=False, sync_to_thread=False)
-def metrics() -> Response[bytes]:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+@get("/metrics", include_in_schema=False)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    state = gateway_state(request)
+    body = generate_latest(REGISTRY)
+    if state.settings.ledger.enabled:
+        # How far behind the recorder is, wherever it runs: read from Redis at each scrape.
+        with contextlib.suppress(RedisError, OSError):
+            behind = await backlog(state.redis)
+            BACKLOG.set(behind.records)
+            BACKLOG_AGE.set(behind.oldest_age_s)
+            body += generate_latest(LEDGER_REGISTRY)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,8 +1,10 @@
 """``aiapi``: run the gateway all-in-one, or one role of a scaled-out deployment.
 
-aiapi up        API + worker(s), with an embedded Redis when no REDIS_URL is configured
+aiapi up        API + worker(s) + the ledger's recorder, with an embedded Redis when no REDIS_URL is configured
 aiapi api       the HTTP front end only
 aiapi worker    one worker process only
+aiapi recorder  the ledger's recorder only: drains the request log into the database
+aiapi migrate   bring the ledger database's schema up to date
 aiapi check     validate the configuration and say what would be served
 """
 
@@ -38,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--host")
         command.add_argument("--port", type=int)
     commands.add_parser("worker", help="run one worker process")
+    commands.add_parser("recorder", help="run the ledger's recorder (request log into the database)")
+    commands.add_parser("migrate", help="bring the ledger database's schema up to date")
     commands.add_parser("check", help="validate the configuration")
     return parser
 
@@ -61,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "check":
         return _check(settings)
+    if args.command == "migrate":
+        from shared.ledger.service import run_migrate
+
+        run_migrate(settings)
+        return 0
     if args.command != "up" and not settings.redis.url:
         print(f"aiapi {args.command}: set redis.url in the config or REDIS_URL", file=sys.stderr)
         return 2
@@ -72,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         from worker.main import run_worker
 
         run_worker(settings)
+    elif args.command == "recorder":
+        from shared.ledger.service import run_recorder
+
+        run_recorder(settings)
     else:
         return _up(settings, args.config, args.workers)
     return 0
@@ -98,12 +111,20 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
         embedded = EmbeddedRedis(data_dir=Path(settings.redis.data_dir), persist=True)
         redis_url = embedded.start()
         log.info("embedded Redis at %s (data in %s)", redis_url, settings.redis.data_dir)
-    command = [sys.executable, "-m", "shared.cli", *(["--config", config] if config else []), "worker"]
-    children = [subprocess.Popen(command, env=_worker_env(settings, redis_url, i)) for i in range(max(1, workers))]
+    if settings.ledger.enabled and not _migrate_ledger(settings, redis_url):
+        if embedded is not None:
+            embedded.stop()
+        return 2
+    command = [sys.executable, "-m", "shared.cli", *(["--config", config] if config else [])]
+    children = [
+        subprocess.Popen([*command, "worker"], env=_worker_env(settings, redis_url, i)) for i in range(max(1, workers))
+    ]
+    if settings.ledger.enabled:
+        children.append(subprocess.Popen([*command, "recorder"], env={**os.environ, "REDIS_URL": redis_url}))
     models = ", ".join(name for name, _ in Catalog(settings.channels).models())
     print(
         f"aiapi: serving http://{settings.server.host}:{settings.server.port}/v1 "
-        f"with {len(children)} worker(s); models: {models}; "
+        f"with {max(1, workers)} worker(s); models: {models}; "
         f"{'open mode (no API keys required)' if settings.access.mode == 'open' else 'keys mode (API keys required)'}",
         flush=True,
     )
@@ -126,6 +147,35 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+def _migrate_ledger(settings: Settings, redis_url: str) -> bool:
+    """Migrate before the API serves the request log (the recorder would too, but perhaps later);
+    ``False``, with a message, when the database cannot be reached or migrated."""
+    import asyncio
+
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shared.ledger.database import create_engine, database_url
+    from shared.ledger.migrate import migrate_locked
+
+    async def migrate() -> None:
+        redis = Redis.from_url(redis_url)
+        engine = create_engine(database_url(settings.database, settings.redis.data_dir))
+        try:
+            await migrate_locked(engine, redis)
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    try:
+        asyncio.run(migrate())
+    except (RedisError, SQLAlchemyError, OSError) as exc:
+        print(f"aiapi up: cannot migrate the ledger database: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:

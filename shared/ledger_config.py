@@ -47,6 +47,8 @@ class LedgerConfig(_Section, frozen=True, kw_only=True):
     (an outage of the database, a recorder down) before the oldest records are lost."""
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
     """Records the recorder writes per transaction at most."""
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+    """``aiapi recorder`` serves its Prometheus metrics on this port (0: off)."""
 
 
 class Price(_Section, frozen=True, kw_only=True):

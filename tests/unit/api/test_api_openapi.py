@@ -27,6 +27,7 @@ BODIES = {
     ("/admin/channels/{name}/accounts/{account}", "put"): "AccountConfig",
     ("/admin/keys", "post"): "KeyPolicy",
     ("/admin/keys/{name}", "patch"): "KeyChanges",
+    ("/admin/prices/{model}", "put"): "Price",
 }
 
 
