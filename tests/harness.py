@@ -1,7 +1,9 @@
 """Starting the gateway's real processes for end-to-end tests and the benchmark.
 
-``GatewayProcesses`` runs ``aiapi api`` and ``aiapi worker`` as separate OS processes against a given
-Redis, with a config file written from the channels given, and stops them afterwards.
+``GatewayProcesses`` runs ``aiapi api`` and ``aiapi worker`` (and, when asked, more API processes and
+``aiapi recorder``) as separate OS processes against a given Redis, with a config file written from the
+channels given, and stops them afterwards. The ledger's database is a SQLite file of the run's own
+unless ``DATABASE_URL`` is passed in ``env``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -44,6 +47,17 @@ def free_port() -> int:
         return port
 
 
+def _wait_until_up(base_url: str, logs: Callable[[], str]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url.removesuffix('/v1')}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the API did not come up:\n{logs()}")
+
+
 class GatewayProcesses:
     """An API process and ``workers`` worker processes, configured by ``config_toml``.
 
@@ -60,15 +74,42 @@ class GatewayProcesses:
         self._dir = tempfile.TemporaryDirectory(prefix="aiapi-e2e-")
         self.config_path = Path(self._dir.name) / "aiapi.toml"
         self.config_path.write_text(config_toml, encoding="utf-8")
-        self._env = {**os.environ, "REDIS_URL": self.redis_url, "AIAPI_CONFIG": str(self.config_path), **(env or {})}
+        self._env = {
+            **os.environ,
+            "REDIS_URL": self.redis_url,
+            "AIAPI_CONFIG": str(self.config_path),
+            "DATABASE_URL": f"sqlite:///{Path(self._dir.name) / 'ledger.db'}",
+            **(env or {}),
+        }
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.others: list[subprocess.Popen[bytes]] = []
+        """Further API processes and recorders."""
 
-    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
-        with (Path(self._dir.name) / f"{args[0]}-{len(self.workers)}.log").open("ab") as log:
+    def _spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        name = f"{args[0]}-{len(self.workers) + len(self.others)}.log"
+        with (Path(self._dir.name) / name).open("ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", *args], cwd=REPO, env=self._env, stdout=log, stderr=log
+                [sys.executable, "-m", "shared.cli", *args],
+                cwd=REPO,
+                env={**self._env, **(env or {})},
+                stdout=log,
+                stderr=log,
             )
+
+    def start_recorder(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start an ``aiapi recorder`` (``env`` overrides, say another ``DATABASE_URL``)."""
+        recorder = self._spawn("recorder", env=env)
+        self.others.append(recorder)
+        return recorder
+
+    def add_api(self) -> str:
+        """Start one more API process on the same Redis; its base URL once it answers."""
+        port = free_port()
+        self.others.append(self._spawn("api", "--port", str(port)))
+        base_url = f"http://127.0.0.1:{port}/v1"
+        _wait_until_up(base_url, self.logs)
+        return base_url
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         worker = self._spawn("worker")
@@ -89,14 +130,8 @@ class GatewayProcesses:
     def start_api(self) -> GatewayProcesses:
         """Start the API process (again) on the same port and wait until it answers."""
         self.api = self._spawn("api", "--port", str(self.port))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base_url.removesuffix('/v1')}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError(f"the API did not come up:\n{self.logs()}")
+        _wait_until_up(self.base_url, self.logs)
+        return self
 
     @property
     def pids(self) -> list[int]:
@@ -109,10 +144,11 @@ class GatewayProcesses:
         )
 
     def stop(self) -> None:
-        for process in [*self.workers, *([self.api] if self.api else [])]:
+        processes = [*self.workers, *self.others, *([self.api] if self.api else [])]
+        for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in [*self.workers, *([self.api] if self.api else [])]:
+        for process in processes:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -15,23 +15,29 @@ The rows are written by the recorder, so a generation shows here a moment after 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
+import logging
+from collections.abc import Iterator
 from typing import Any, get_args
 
 import msgspec
 from litestar import Request, Response, get
 from litestar.params import FromPath
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.admin._common import json_response
 from api.openapi import documented
 from api.state import gateway_state
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import InvalidRequest, NotFound, ServiceUnavailable
 from shared.ledger.queries import BadCursor, RequestFilters, RequestPage, UsageGroup, UsageRow
 from shared.ledger.record import LedgerRecord
 
 __all__ = ("HANDLERS", "get_request", "list_requests", "requests_csv", "usage")
+
+log = logging.getLogger(__name__)
 
 _MAX_LIMIT = 1000
 _CSV_FIELDS = tuple(LedgerRecord.__struct_fields__)
@@ -83,10 +89,21 @@ def _limit(request: Request[Any, Any, Any]) -> int:
     return int(raw)
 
 
+@contextlib.contextmanager
+def _database() -> Iterator[None]:
+    """A database that cannot answer (down, not migrated yet) is a 503, not a 500."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("request log unavailable: %s", exc)
+        raise ServiceUnavailable("The request log's database is unavailable.", code="ledger_unavailable") from None
+
+
 async def _page(request: Request[Any, Any, Any]) -> RequestPage:
     filters, limit = _filters(request), _limit(request)
     try:
-        return await gateway_state(request).ledger.list_requests(filters, request.query_params.get("cursor"), limit)
+        with _database():
+            return await gateway_state(request).ledger.list_requests(filters, request.query_params.get("cursor"), limit)
     except BadCursor:
         raise InvalidRequest("'cursor' is not one this API returned.", param="cursor") from None
 
@@ -118,7 +135,8 @@ async def requests_csv(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get("/requests/{generation_id:str}", operation_class=documented(LedgerRecord))
 async def get_request(request: Request[Any, Any, Any], generation_id: FromPath[str]) -> Response[bytes]:
-    record = await gateway_state(request).ledger.get_request(generation_id)
+    with _database():
+        record = await gateway_state(request).ledger.get_request(generation_id)
     if record is None:
         raise NotFound(f"No request '{generation_id}' in the log (yet).", code="request_not_found")
     return json_response(record)
@@ -130,7 +148,8 @@ async def usage(request: Request[Any, Any, Any]) -> Response[bytes]:
     if group_by not in _GROUPS:
         raise InvalidRequest(f"'group_by' must be one of {', '.join(_GROUPS)}.", param="group_by")
     filters = _filters(request)
-    rows = await gateway_state(request).ledger.usage(group_by, filters.since_ms, filters.until_ms, filters)
+    with _database():
+        rows = await gateway_state(request).ledger.usage(group_by, filters.since_ms, filters.until_ms, filters)
     return json_response(UsageList(group_by=group_by, data=rows))
 
 

@@ -31,7 +31,7 @@ def database_url(config: DatabaseConfig, data_dir: str) -> URL:
         return make_url(f"sqlite+aiosqlite:///{Path(data_dir) / DATABASE_FILE}")
     try:
         url = make_url(config.url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ValueError(f"database url {_masked(config.url)!r} is not a database URL") from None
     backend = url.get_backend_name()
     if backend not in _DRIVERS:

@@ -48,7 +48,13 @@ async def serve_recorder(settings: Settings) -> None:
             except (RedisError, SQLAlchemyError, OSError) as exc:
                 log.warning("recorder: cannot migrate the ledger yet (%s); retrying in %.0f s", exc, _RETRY_S)
                 await asyncio.sleep(_RETRY_S)
-        recorder = Recorder(redis, engine, settings.ledger, consumer=f"{socket.gethostname()}-{os.getpid()}")
+        recorder = Recorder(
+            redis,
+            engine,
+            settings.ledger,
+            consumer=f"{socket.gethostname()}-{os.getpid()}",
+            claim_idle_s=settings.ledger.claim_idle_s,
+        )
         await recorder.run()
     finally:
         await redis.aclose()
