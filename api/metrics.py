@@ -16,13 +16,13 @@ from redis.exceptions import RedisError
 
 from api.state import gateway_state
 from shared.ledger.backlog import backlog
-from shared.ledger.metrics import BACKLOG, BACKLOG_AGE
-from shared.ledger.metrics import REGISTRY as LEDGER_REGISTRY
 
 __all__ = (
     "ERRORS",
     "GATE_REJECTIONS",
     "IN_FLIGHT",
+    "LEDGER_BACKLOG",
+    "LEDGER_BACKLOG_AGE",
     "QUEUE_WAIT",
     "REGISTRY",
     "REQUESTS",
@@ -72,17 +72,25 @@ GATE_REJECTIONS = Counter(
     "Requests refused (409) because their session already had a generation running.",
     registry=REGISTRY,
 )
+LEDGER_BACKLOG = Gauge(
+    "aiapi_ledger_backlog_records",
+    "Records in the ledger stream not yet in the database (read from Redis at each scrape).",
+    registry=REGISTRY,
+)
+LEDGER_BACKLOG_AGE = Gauge(
+    "aiapi_ledger_backlog_age_seconds",
+    "How long the oldest record not yet in the database has waited (read from Redis at each scrape).",
+    registry=REGISTRY,
+)
 
 
 @get("/metrics", include_in_schema=False)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     state = gateway_state(request)
-    body = generate_latest(REGISTRY)
     if state.settings.ledger.enabled:
         # How far behind the recorder is, wherever it runs: read from Redis at each scrape.
         with contextlib.suppress(RedisError, OSError):
             behind = await backlog(state.redis)
-            BACKLOG.set(behind.records)
-            BACKLOG_AGE.set(behind.oldest_age_s)
-            body += generate_latest(LEDGER_REGISTRY)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+            LEDGER_BACKLOG.set(behind.records)
+            LEDGER_BACKLOG_AGE.set(behind.oldest_age_s)
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

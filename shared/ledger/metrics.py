@@ -1,6 +1,6 @@
-"""The ledger's Prometheus metrics. The recorder counts its writes and serves them on ``[ledger]
-metrics_port``; the API reads the backlog from Redis when ``/metrics`` is scraped and serves it with its
-own, so how far behind the recorder is shows wherever the recorder runs."""
+"""The recorder's Prometheus metrics, served by ``aiapi recorder`` on ``[ledger] metrics_port``. The API
+serves the backlog too (``api/metrics.py``, read from Redis at each scrape), so how far behind the
+recorder is shows wherever the recorder runs."""
 
 from __future__ import annotations
 
