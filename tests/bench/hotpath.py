@@ -8,7 +8,8 @@ the gateway in front of it: time to first token and total time at concurrency 1,
 concurrency 32, non-streaming requests/s at concurrency 32, and the CPU time spent per request in each
 throughput row (the fake's alone when direct; the API's, the worker's and Redis's through the gateway).
 The gateway runs with its features on, as operators run it: keys mode with limits and usage accounting,
-sessions in hash mode, metrics and logs. Figures are written to ``--out``.
+sessions in hash mode, metrics and logs, the ledger with prices and a recorder writing to SQLite (its CPU
+counted with the gateway's). Figures are written to ``--out``.
 """
 
 from __future__ import annotations
@@ -111,8 +112,15 @@ async def _measure(urls: list[str], meters: list[CpuMeter], *, latency_n: int, l
     return figures
 
 
-def _config(upstream: str) -> str:
+def _config(upstream: str, *, ledger: bool = True) -> str:
     return f"""
+[ledger]
+enabled = {str(ledger).lower()}
+
+[prices."{MODEL}"]
+input = 0.15
+output = 0.60
+
 [access]
 mode = "keys"
 
@@ -156,7 +164,8 @@ def _report(direct: Figures, gateway: Figures, args: argparse.Namespace) -> str:
             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}; one API process, one worker process, "
             f"Redis, fake upstream and load generator on the same machine. The gateway in keys mode with limits "
-            f"and usage accounting, hash sessions, metrics and logs on. {args.latency_n} sequential streams "
+            f"and usage accounting, hash sessions, metrics, logs and the ledger (recorder to SQLite) on. "
+            f"{args.latency_n} sequential streams "
             f"each for latency (direct and gateway alternating in 6 rounds), {args.load_s:g} s of load per "
             f"throughput row. CPU time is read from /proc around each throughput row: the fake upstream's alone "
             f"when direct; API + worker + Redis through the gateway (the fake's own share is the direct figure). "
@@ -183,8 +192,9 @@ async def _main(args: argparse.Namespace) -> str:
             with GatewayProcesses(
                 redis_url=redis_url, config_toml=_config(upstream.base_url), env={"AIAPI_BENCH_KEY": BENCH_KEY}
             ) as gateway:
+                recorder = gateway.start_recorder()
                 urls = [f"{upstream.base_url}/chat/completions", f"{gateway.base_url}/chat/completions"]
-                meters = [CpuMeter([upstream.pid]), CpuMeter([*gateway.pids, _redis_pid(redis_url)])]
+                meters = [CpuMeter([upstream.pid]), CpuMeter([*gateway.pids, recorder.pid, _redis_pid(redis_url)])]
                 direct, through = await _measure(urls, meters, latency_n=args.latency_n, load_s=args.load_s)
         finally:
             if embedded is not None:
