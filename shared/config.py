@@ -32,7 +32,6 @@ from shared.channel_config import (
     OpenAIChannel,
     ResponsesChannel,
 )
-from shared.ledger.database import database_url
 from shared.ledger_config import DatabaseConfig, LedgerConfig, Price
 
 __all__ = (
@@ -250,10 +249,14 @@ def _check(settings: Settings, source: str) -> None:
     unknown = sorted(set(settings.prices) - served)
     if unknown:
         raise ConfigError(f"{source}: prices for models no channel serves: {', '.join(unknown)}")
-    try:
-        database_url(settings.database, settings.redis.data_dir)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    if settings.database.url is not None:
+        # Imported here: a worker without a database URL never loads SQLAlchemy.
+        from shared.ledger.database import database_url
+
+        try:
+            database_url(settings.database, settings.redis.data_dir)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
 
 def channel_problem(channel: ChannelConfig) -> str | None:

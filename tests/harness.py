@@ -74,13 +74,9 @@ class GatewayProcesses:
         self._dir = tempfile.TemporaryDirectory(prefix="aiapi-e2e-")
         self.config_path = Path(self._dir.name) / "aiapi.toml"
         self.config_path.write_text(config_toml, encoding="utf-8")
-        self._env = {
-            **os.environ,
-            "REDIS_URL": self.redis_url,
-            "AIAPI_CONFIG": str(self.config_path),
-            "DATABASE_URL": f"sqlite:///{Path(self._dir.name) / 'ledger.db'}",
-            **(env or {}),
-        }
+        self._env = {**os.environ, "REDIS_URL": self.redis_url, "AIAPI_CONFIG": str(self.config_path), **(env or {})}
+        # Only the API and the recorder use the database (a worker with no URL does not load SQLAlchemy).
+        self._ledger_env = {"DATABASE_URL": f"sqlite:///{Path(self._dir.name) / 'ledger.db'}"}
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.others: list[subprocess.Popen[bytes]] = []
@@ -92,7 +88,7 @@ class GatewayProcesses:
             return subprocess.Popen(
                 [sys.executable, "-m", "shared.cli", *args],
                 cwd=REPO,
-                env={**self._env, **(env or {})},
+                env={**(self._ledger_env if args[0] != "worker" else {}), **self._env, **(env or {})},
                 stdout=log,
                 stderr=log,
             )

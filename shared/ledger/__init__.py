@@ -4,9 +4,9 @@ Workers append a :class:`~shared.ledger.record.LedgerRecord` to a bounded Redis 
 generation ends; the recorder (:mod:`shared.ledger.recorder`) drains it into a SQL database (SQLite by
 default, PostgreSQL when configured), and :class:`~shared.ledger.queries.LedgerQueries` reads it back for
 the admin API and the console. Nothing here is on the request's hot path.
+
+The package re-exports nothing: a worker imports the record and the prices only, and must not pay for
+importing SQLAlchemy, which the API and the recorder need.
 """
 
-from shared.ledger.queries import LedgerQueries, RequestFilters, RequestPage, UsageGroup, UsageRow
-from shared.ledger.record import LedgerRecord
-
-__all__ = ("LedgerQueries", "LedgerRecord", "RequestFilters", "RequestPage", "UsageGroup", "UsageRow")
+__all__ = ()
