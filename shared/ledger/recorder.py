@@ -82,6 +82,8 @@ class Recorder:
                 await self.step()
             except (RedisError, OSError) as exc:
                 log.warning("recorder: Redis unavailable (%s); retrying", exc)
+                # A batch written but not acknowledged is still pending here: read it again first.
+                self._own_pending = True
                 await asyncio.sleep(self._backoff_s)
 
     async def step(self) -> int:

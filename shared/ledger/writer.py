@@ -8,10 +8,10 @@ re-deliver a batch after a crash or a failed acknowledgement without duplicates 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import delete
+from sqlalchemy import String, Text, delete
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.ledger.schema import request_log
@@ -29,12 +29,29 @@ def _insert_or_ignore(dialect: str) -> sqlite.Insert | postgresql.Insert:
     return insert.on_conflict_do_nothing(index_elements=["id"])
 
 
+_LENGTHS = {
+    column.name: column.type.length
+    for column in request_log.columns
+    if isinstance(column.type, String) and not isinstance(column.type, Text) and column.type.length
+}
+"""Bounded text columns: a longer value is cut, as PostgreSQL would refuse the whole batch over it and
+the recorder would retry that batch forever."""
+
+
+def _fitted(row: dict[str, Any]) -> dict[str, Any]:
+    for name, length in _LENGTHS.items():
+        value = row[name]
+        if isinstance(value, str) and len(value) > length:
+            row[name] = value[:length]
+    return row
+
+
 async def write_records(engine: AsyncEngine, records: Sequence[LedgerRecord]) -> int:
     """Insert ``records`` in one transaction, skipping ids already there; how many were new."""
     if not records:
         return 0
     insert = _insert_or_ignore(engine.dialect.name)
-    rows = [msgspec.structs.asdict(record) for record in records]
+    rows = [_fitted(msgspec.structs.asdict(record)) for record in records]
     async with engine.begin() as connection:
         result = await connection.execute(insert.returning(request_log.c.id), rows)
         return len(result.all())

@@ -100,3 +100,12 @@ async def test_the_recorder_drains_a_real_stream(engine: AsyncEngine, redis: Red
     assert await redis.xlen(LEDGER_STREAM) == 0
     [day] = await LedgerQueries(engine).usage("day")
     assert day.requests == 1200
+
+
+async def test_overlong_values_are_cut_to_their_columns(engine: AsyncEngine) -> None:
+    long = _record(1, model="m" * 300, request_id="r" * 200, client="c" * 999, error_message="e" * 5000)
+    assert await write_records(engine, [long]) == 1
+    stored = await LedgerQueries(engine).get_request("gen-0001")
+    assert stored is not None
+    assert (len(stored.model), len(stored.request_id), len(stored.client)) == (256, 128, 256)
+    assert stored.error_message == "e" * 5000
