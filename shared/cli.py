@@ -94,6 +94,11 @@ def _check(settings: Settings) -> int:
     catalog = Catalog(settings.channels)
     print(f"redis: {settings.redis.url or 'embedded (aiapi up only)'}")
     print(f"listen: http://{settings.server.host}:{settings.server.port}/v1")
+    if settings.ledger.enabled:
+        from shared.ledger.database import database_url
+
+        url = database_url(settings.database, settings.redis.data_dir)
+        print(f"request log: {url.render_as_string(hide_password=True)}, {len(settings.prices)} model price(s)")
     for channel in settings.channels:
         print(f"channel {channel.name} ({type(channel).__name__}): {', '.join(channel.model_map())}")
     models = catalog.models()

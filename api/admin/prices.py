@@ -1,7 +1,8 @@
 """The admin API for prices: override the config's ``[prices]`` table at runtime.
 
     GET    /admin/prices           the effective table, each price with its source (config or admin)
-    PUT    /admin/prices/{model}   set a model's price (body: input, output, cached_input; USD per 1M tokens)
+    PUT    /admin/prices/{model}   set the price of a model a channel serves (body: input, output,
+                                   cached_input; USD per 1M tokens, none negative)
     DELETE /admin/prices/{model}   drop the override: the configured price (or none) applies again
 
 Workers pick a change up within a few seconds; generations ending after that are costed at it.
@@ -19,7 +20,7 @@ from api.admin._common import Deleted, json_response
 from api.intake.decoding import decode_body
 from api.openapi import documented
 from api.state import gateway_state
-from shared.errors import NotFound
+from shared.errors import InvalidRequest, NotFound
 from shared.ledger.prices import PriceBook
 from shared.ledger_config import Price
 
@@ -68,6 +69,8 @@ async def list_prices(request: Request[Any, Any, Any]) -> Response[bytes]:
 @put(_ONE, status_code=200, operation_class=documented(PriceView, body=Price))
 async def put_price(request: Request[Any, Any, Any], model: FromPath[str]) -> Response[bytes]:
     price = decode_body(_price_decoder, await request.body())
+    if model not in gateway_state(request).catalog:
+        raise InvalidRequest(f"No channel serves the model '{model}'.", code="model_not_found", param="model")
     await _book(request).put(model, price)
     return json_response(_view(model, price, "admin"))
 

@@ -130,6 +130,20 @@ def test_the_log_and_the_reports(gateway: GatewayProcesses) -> None:
         assert ready["ledger"]["records"] >= 0
 
 
+def test_prices_are_overridden_at_runtime(gateway: GatewayProcesses) -> None:
+    with _admin(gateway) as admin:
+        [configured] = admin.get("/admin/prices").json()["data"]
+        assert (configured["model"], configured["output"], configured["source"]) == ("mock-1", 1e6, "config")
+        assert admin.put("/admin/prices/mock-1", json={"output": -1}).status_code == 400
+        unknown = admin.put("/admin/prices/gpt-9", json={"output": 1})
+        assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "model"
+        # The same price as configured: the other tests' costs do not change.
+        assert admin.put("/admin/prices/mock-1", json={"output": 1e6}).json()["source"] == "admin"
+        assert admin.get("/admin/prices").json()["data"][0]["source"] == "admin"
+        assert admin.delete("/admin/prices/mock-1").status_code == 200
+        assert admin.delete("/admin/prices/mock-1").status_code == 404
+
+
 def test_a_dollar_budget_holds_across_two_api_processes(gateway: GatewayProcesses) -> None:
     second = gateway.add_api()
     concurrency = 6
