@@ -55,6 +55,7 @@ class Recorder:
         block_ms: int = 1000,
         claim_idle_s: float = 60.0,
         backoff_s: float = 0.5,
+        flush_interval_s: float = 0.0,
     ) -> None:
         self._redis = redis
         self._engine = engine
@@ -63,6 +64,7 @@ class Recorder:
         self._block_ms = block_ms
         self._claim_idle_ms = int(claim_idle_s * 1000)
         self._backoff_s = backoff_s
+        self._flush_interval_s = flush_interval_s
         self._own_pending = True
         """Read this consumer's pending entries (claimed or left by a crash) before new ones."""
         self._next_claim = 0.0
@@ -79,7 +81,9 @@ class Recorder:
         log.info("recorder %s draining %s", self.consumer, LEDGER_STREAM)
         while True:
             try:
-                await self.step()
+                if 0 < await self.step() < self._config.batch_size:
+                    # Let records gather: one transaction for many, and CPU left to the hot path.
+                    await asyncio.sleep(self._flush_interval_s)
             except (RedisError, OSError) as exc:
                 log.warning("recorder: Redis unavailable (%s); retrying", exc)
                 # A batch written but not acknowledged is still pending here: read it again first.

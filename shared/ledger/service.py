@@ -54,6 +54,7 @@ async def serve_recorder(settings: Settings) -> None:
             settings.ledger,
             consumer=f"{socket.gethostname()}-{os.getpid()}",
             claim_idle_s=settings.ledger.claim_idle_s,
+            flush_interval_s=settings.ledger.flush_interval_s,
         )
         await recorder.run()
     finally:

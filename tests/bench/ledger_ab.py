@@ -69,14 +69,16 @@ async def _main(args: argparse.Namespace) -> str:
                 GatewayProcesses(
                     redis_url=redis_url, config_toml=_config(upstream.base_url, ledger=False), env=env
                 ) as off,
-                GatewayProcesses(redis_url=redis_url, config_toml=_config(upstream.base_url), env=env) as on,
+                GatewayProcesses(
+                    redis_url=redis_url, config_toml=_config(upstream.base_url, ledger=not args.a_a), env=env
+                ) as on,
             ):
-                recorder = on.start_recorder()
+                recorder = None if args.no_recorder else on.start_recorder()
                 redis_pid = _redis_pid(redis_url)
                 urls = {"off": f"{off.base_url}/chat/completions", "on": f"{on.base_url}/chat/completions"}
                 meters = {
                     "off": CpuMeter([*off.pids, redis_pid]),
-                    "on": CpuMeter([*on.pids, recorder.pid, redis_pid]),
+                    "on": CpuMeter([*on.pids, *([recorder.pid] if recorder else []), redis_pid]),
                 }
                 return await _ab(urls, meters, args)
         finally:
@@ -88,6 +90,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--per-round", type=int, default=100)
     parser.add_argument("--load-s", type=float, default=4.0)
+    parser.add_argument("--a-a", action="store_true", help="calibration: both gateways with the ledger off")
+    parser.add_argument("--no-recorder", action="store_true", help="records pile up in the stream: the workers' share")
     print(asyncio.run(_main(parser.parse_args())))
 
 
