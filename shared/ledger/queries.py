@@ -138,8 +138,15 @@ class LedgerQueries:
         until_ms: int | None = None,
         filters: RequestFilters | None = None,
     ) -> list[UsageRow]:
-        """Totals per key, model, channel, hour or day over ``[since_ms, until_ms)``, with TTFT p50/p95."""
-        bounds = msgspec.structs.replace(filters or RequestFilters(), since_ms=since_ms, until_ms=until_ms)
+        """Totals per key, model, channel, hour or day over ``[since_ms, until_ms)``, with TTFT p50/p95.
+
+        A bound left ``None`` is taken from ``filters``."""
+        base = filters or RequestFilters()
+        bounds = msgspec.structs.replace(
+            base,
+            since_ms=base.since_ms if since_ms is None else since_ms,
+            until_ms=base.until_ms if until_ms is None else until_ms,
+        )
         conditions = _conditions(bounds)
         group: ColumnElement[Any] = (
             request_log.c.at_ms // _MS_PER[group_by] if group_by in _MS_PER else request_log.c[group_by]

@@ -100,3 +100,12 @@ async def test_usage_by_day_hour_and_key(engine: AsyncEngine) -> None:
 async def test_a_foreign_cursor_is_refused(engine: AsyncEngine) -> None:
     with pytest.raises(BadCursor):
         await LedgerQueries(engine).list_requests(RequestFilters(), cursor="garbage")
+
+
+async def test_usage_takes_bounds_from_the_filters_too(engine: AsyncEngine) -> None:
+    await write_records(engine, [_record(n) for n in range(1, 11)])
+    queries = LedgerQueries(engine)
+    [row] = await queries.usage("model", filters=RequestFilters(since_ms=DAY0 + 6 * 60_000))
+    assert row.requests == 5
+    [row] = await queries.usage("model", None, DAY0 + 3 * 60_000, RequestFilters(since_ms=DAY0 + 2 * 60_000))
+    assert row.requests == 1
