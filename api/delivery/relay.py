@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from api.delivery.presence import Presence
 from api.metrics import IN_FLIGHT, QUEUE_WAIT
-from shared.errors import RedisUnavailable, ServiceUnavailable, WorkerLost
+from shared.errors import GenerationLost, RedisUnavailable, ServiceUnavailable, WorkerLost
 from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, Started, decode_batch, decode_envelope
 from shared.keys import GenerationKeys, relay_channel
 
@@ -161,7 +161,8 @@ class Subscription:
     async def events(self) -> AsyncGenerator[GenerationEvent | None, None]:
         """Events in order, ending after the terminal one. ``None`` marks an idle period (for keep-alives).
 
-        Raises :class:`WorkerLost` if the worker stops without finishing, :class:`ServiceUnavailable` if
+        Raises :class:`WorkerLost` if the worker stops without finishing, :class:`GenerationLost` if Redis
+        lost the generation's lease and log together (a restart without its data), :class:`ServiceUnavailable` if
         no worker takes the job in time or Redis is unreachable.
         """
         queued_at = time.monotonic()
@@ -231,8 +232,19 @@ class Subscription:
         if not alive:
             # The worker writes its last event before it drops the lease: look once more before giving up.
             await self._read_log()
-            if self._next not in self._held:
-                raise WorkerLost("The worker running this request stopped before finishing it.")
+            if self._next in self._held:
+                return
+            # A dead worker's log stays behind; a log gone as well means Redis lost the generation.
+            try:
+                logged = await self._redis.exists(self._keys.events)
+            except RedisError as exc:
+                self._unreachable(exc)
+                return
+            if not logged:
+                raise GenerationLost(
+                    "The gateway's store lost this generation (Redis restarted without its data); retry the request."
+                )
+            raise WorkerLost("The worker running this request stopped before finishing it.")
 
 
 class LogTail(Subscription):
