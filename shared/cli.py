@@ -9,6 +9,7 @@ aiapi check     validate the configuration and say what would be served
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -61,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "check":
         return _check(settings)
-    if args.command != "up" and not settings.redis.url:
-        print(f"aiapi {args.command}: set redis.url in the config or REDIS_URL", file=sys.stderr)
+    if args.command != "up" and not (settings.redis.url or settings.redis.sentinels):
+        print(f"aiapi {args.command}: set redis.url in the config or REDIS_URL, or redis.sentinels", file=sys.stderr)
+        return 2
+    if args.command != "up" and not _redis_usable(args.command, settings):
         return 2
     if args.command == "api":
         from api.server import serve_api
@@ -77,9 +80,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _redis_usable(command: str, settings: Settings) -> bool:
+    """Connect once before serving: a wrong password, CA or sentinel set stops the start here, with the
+    setting named, instead of leaving a process up that can never serve. A Redis that is merely down is
+    waited out by the roles, as before."""
+    from shared.redis_client import RedisSetupError, check_redis
+
+    try:
+        outage = asyncio.run(check_redis(settings.redis))
+    except RedisSetupError as exc:
+        print(f"aiapi {command}: {exc}", file=sys.stderr)
+        return False
+    if outage:
+        log.warning("%s; starting anyway and waiting for it", outage)
+    return True
+
+
 def _check(settings: Settings) -> int:
     catalog = Catalog(settings.channels)
-    print(f"redis: {settings.redis.url or 'embedded (aiapi up only)'}")
+    where = f"sentinels {', '.join(settings.redis.sentinels)}" if settings.redis.sentinels else settings.redis.url
+    print(f"redis: {where or 'embedded (aiapi up only)'}")
     print(f"listen: http://{settings.server.host}:{settings.server.port}/v1")
     for channel in settings.channels:
         print(f"channel {channel.name} ({type(channel).__name__}): {', '.join(channel.model_map())}")
