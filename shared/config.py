@@ -270,7 +270,7 @@ def redis_problem(redis: RedisConfig) -> str | None:
     tls_files = {"ca_file": redis.ca_file, "cert_file": redis.cert_file, "key_file": redis.key_file}
     if any(tls_files.values()) and not (redis.url or "").startswith("rediss://"):
         named = ", ".join(f"redis.{name}" for name, value in tls_files.items() if value)
-        return f"{named} need a rediss:// redis.url"
+        return f"{named}: only with a rediss:// redis.url"
     if bool(redis.cert_file) != bool(redis.key_file):
         return "redis.cert_file and redis.key_file go together"
     return None
