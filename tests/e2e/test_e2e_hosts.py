@@ -212,62 +212,68 @@ def _admit_again(base_url: str, indices: list[int]) -> int:
     return load.summary()[Outcome.COMPLETE.value]
 
 
-async def _response_deltas(client: httpx.AsyncClient, method: str, url: str, **kwargs: object) -> tuple[str, list[str]]:
-    """The id and the text deltas of a Responses stream, up to its ``response.completed``."""
-    response_id, deltas = "", []
-    async with client.stream(method, url, **kwargs) as answer:  # type: ignore[arg-type]
+async def _replayed_deltas(client: httpx.AsyncClient, url: str) -> list[str]:
+    """The text deltas of a stored response replayed as a stream, up to its ``response.completed``."""
+    deltas: list[str] = []
+    async with client.stream("GET", url, params={"stream": "true"}) as answer:
         assert answer.status_code == 200, await answer.aread()
         async for line in answer.aiter_lines():
             if not line.startswith("data: "):
                 continue
             event = json.loads(line[6:])
-            response_id = response_id or event.get("response", {}).get("id", "")
             if event["type"] == "response.output_text.delta":
                 deltas.append(event["delta"])
             if event["type"] in ("response.completed", "response.failed"):
                 assert event["type"] == "response.completed", event
                 break
-    return response_id, deltas
+    return deltas
+
+
+async def _stream_and_replay(site: Site, index: int, client: httpx.AsyncClient) -> tuple[list[str], list[str]]:
+    """Stream a stored response through gw1's API; a second in, replay it through gw2's: both texts."""
+    ids: asyncio.Queue[str] = asyncio.Queue()
+    original: list[str] = []
+
+    async def first() -> None:
+        body = {"model": "drill-mock", "input": prompt_of(index), "stream": True, "store": True}
+        async with client.stream("POST", f"{site.api('gw1')}/responses", json=body) as answer:
+            async for line in answer.aiter_lines():
+                if line.startswith("data: "):
+                    event = json.loads(line[6:])
+                    if event["type"] == "response.created":
+                        ids.put_nowait(event["response"]["id"])
+                    elif event["type"] == "response.output_text.delta":
+                        original.append(event["delta"])
+                    elif event["type"] == "response.completed":
+                        break
+
+    running = asyncio.create_task(first())
+    response_id = await ids.get()
+    await asyncio.sleep(1.0)  # a few deltas in: the replay joins a generation still running
+    replayed = await _replayed_deltas(client, f"{site.api('gw2')}/responses/{response_id}")
+    await running
+    return original, replayed
 
 
 def test_a_stream_through_one_api_replays_through_the_other(site: Site) -> None:
     streams = 16
 
-    async def one(index: int, client: httpx.AsyncClient) -> tuple[list[str], list[str]]:
-        ids: asyncio.Queue[str] = asyncio.Queue()
-        original: list[str] = []
-
-        async def first() -> None:
-            body = {"model": "drill-mock", "input": prompt_of(index), "stream": True, "store": True}
-            async with client.stream("POST", f"{site.api('gw1')}/responses", json=body) as answer:
-                async for line in answer.aiter_lines():
-                    if line.startswith("data: "):
-                        event = json.loads(line[6:])
-                        if event["type"] == "response.created":
-                            ids.put_nowait(event["response"]["id"])
-                        elif event["type"] == "response.output_text.delta":
-                            original.append(event["delta"])
-                        elif event["type"] == "response.completed":
-                            break
-
-        running = asyncio.create_task(first())
-        response_id = await ids.get()
-        await asyncio.sleep(1.0)  # a few deltas in: the replay joins a generation still running
-        _, replayed = await _response_deltas(
-            client, "GET", f"{site.api('gw2')}/responses/{response_id}", params={"stream": "true"}
-        )
-        await running
-        return original, replayed
-
     async def drive() -> list[tuple[list[str], list[str]]]:
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(*(one(index, client) for index in range(streams)))
+            return await asyncio.gather(*(_stream_and_replay(site, index, client) for index in range(streams)))
 
-    before = {host: site.hosts.run_in("client", lambda host=host: site.generations(host)) for host in GATEWAYS}  # type: ignore[misc]
-    results = site.hosts.run_in("client", lambda: uvloop.run(drive()))
-    ran = {
-        host: site.hosts.run_in("client", lambda host=host: site.generations(host)) - before[host] for host in GATEWAYS
-    }  # type: ignore[misc]
+    def client_side() -> tuple[list[tuple[list[str], list[str]]], dict[str, int]]:
+        before = {host: site.generations(host) for host in GATEWAYS}
+        results = uvloop.run(drive())
+        # A worker counts a generation just after its last event: wait for the counts to settle.
+        deadline = time.monotonic() + 5
+        while True:
+            ran = {host: site.generations(host) - before[host] for host in GATEWAYS}
+            if sum(ran.values()) >= streams or time.monotonic() > deadline:
+                return results, ran
+            time.sleep(0.05)
+
+    results, ran = site.hosts.run_in("client", client_side)
     print(f"\nhosts replay: {streams} streams through gw1's API, run by the workers {ran}, all replayed via gw2")
     for index, (original, replayed) in enumerate(results):
         assert original == _deltas(index) and replayed == _deltas(index)
@@ -307,7 +313,7 @@ def test_a_gateway_host_lost_under_load(site: Site) -> None:
     last_error_s = max((record.ended_at - lost_at for record in errors), default=0.0)
     print(
         f"\nhosts: gw1 lost under load: through gw2 {loads['gw2'].summary()}, "
-        f"errors {sorted({record.error.code for record in errors if record.error})}, "
+        f"errors {sorted({str(record.error.code) for record in errors if record.error})}, "
         f"last error after the loss {last_error_s:.2f} s; through gw1 {loads['gw1'].summary()}; "
         f"locks clear {clear_s:.2f} s after the load; {admitted}/{sessions} conversations admit again via gw2"
     )
@@ -360,7 +366,7 @@ def test_a_gateway_host_cut_off_from_redis(site: Site) -> None:
     last_error_s = max((record.ended_at - cut_at for record in errors), default=0.0)
     print(
         f"\nhosts: gw2 cut off from Redis for {hold_s:g} s under load: {load.summary()}, "
-        f"errors {sorted({record.error.code for record in errors if record.error})}, "
+        f"errors {sorted({str(record.error.code) for record in errors if record.error})}, "
         f"last error after the cut {last_error_s:.2f} s; generations run by gw1 {gw1_ran}, by gw2 {gw2_ran} "
         f"(ended {ended_s:.2f} s after the heal); locks clear {clear_s:.2f} s after the load; "
         f"{admitted}/{streams} conversations admit again through gw2"
