@@ -62,10 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "check":
         return _check(settings)
-    if args.command != "up" and not (settings.redis.url or settings.redis.sentinels):
+    configured = bool(settings.redis.url or settings.redis.sentinels)
+    if args.command != "up" and not configured:
         print(f"aiapi {args.command}: set redis.url in the config or REDIS_URL, or redis.sentinels", file=sys.stderr)
         return 2
-    if args.command != "up" and not _redis_usable(args.command, settings):
+    if configured and not _redis_usable(args.command, settings):
         return 2
     if args.command == "api":
         from api.server import serve_api
@@ -114,7 +115,7 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
 
     embedded: EmbeddedRedis | None = None
     redis_url = settings.redis.url
-    if not redis_url:
+    if not redis_url and not settings.redis.sentinels:
         embedded = EmbeddedRedis(data_dir=Path(settings.redis.data_dir), persist=True)
         redis_url = embedded.start()
         log.info("embedded Redis at %s (data in %s)", redis_url, settings.redis.data_dir)
@@ -152,8 +153,8 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def _worker_env(settings: Settings, redis_url: str, index: int) -> dict[str, str]:
-    env = {**os.environ, "REDIS_URL": redis_url}
+def _worker_env(settings: Settings, redis_url: str | None, index: int) -> dict[str, str]:
+    env = {**os.environ, **({"REDIS_URL": redis_url} if redis_url else {})}
     if settings.worker.metrics_port:
         env["AIAPI_WORKER_METRICS_PORT"] = str(settings.worker.metrics_port + index)
     return env

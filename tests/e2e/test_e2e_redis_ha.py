@@ -137,7 +137,7 @@ def _start_fails(role: str, config: str, env: dict[str, str], tmp_path: Path) ->
             "--config",
             str(path),
             role,
-            *(["--port", str(free_port())] if role == "api" else []),
+            *(["--port", str(free_port())] if role != "worker" else []),
         ],
         cwd=REPO,
         env={**os.environ, **_NO_ENV_URL, **env},
@@ -149,7 +149,7 @@ def _start_fails(role: str, config: str, env: dict[str, str], tmp_path: Path) ->
     return time.monotonic() - started, ended.stderr.decode()
 
 
-@pytest.mark.parametrize("role", ["api", "worker"])
+@pytest.mark.parametrize("role", ["api", "worker", "up"])
 @pytest.mark.parametrize("case", ["wrong CA", "wrong password", "unreachable sentinels"])
 def test_wrong_redis_settings_stop_the_start(tls_redis: TlsRedis, tmp_path: Path, role: str, case: str) -> None:
     env = {"TEST_REDIS_PASSWORD": ACL_PASSWORD}
