@@ -67,7 +67,7 @@ class GenerationRunner:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop_reasons: dict[str, str] = {}
         self._ledger = UsageLedger(scripts.redis)
-        self._presence = ApiPresence(scripts.redis)
+        self._presence = ApiPresence(scripts.batcher)
 
     @property
     def running(self) -> int:

@@ -60,7 +60,7 @@ class SessionTurn:
         """Renew the gate; ``False`` once another run took it over."""
         if not self.gated or self._released:
             return True
-        return bool(await self._scripts.hold(keys=[self._gate], args=[self._request.id, ttl_ms]))
+        return bool(await self._scripts.batcher.script(self._scripts.hold, [self._gate], [self._request.id, ttl_ms]))
 
     async def bind(self) -> None:
         """In hash mode, bind the finished reply to the session. Called before the reply's last event

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from api.delivery.presence import Presence
 from api.metrics import IN_FLIGHT, QUEUE_WAIT
+from shared.batching import RedisBatcher
 from shared.errors import GenerationLost, RedisUnavailable, ServiceUnavailable, WorkerLost
 from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, Started, decode_batch, decode_envelope
 from shared.keys import GenerationKeys, relay_channel
@@ -44,6 +45,8 @@ class Relay:
 
     def __init__(self, redis: Redis, *, instance_id: str, config: RelayConfig, outage_grace_s: float = 0.0) -> None:
         self._redis = redis
+        self.batcher = RedisBatcher(redis)
+        """Log reads and liveness checks of all subscriptions: idle streams check at about the same time."""
         self._config = config
         self.outage_grace_s = outage_grace_s
         """How long a subscription waits out an unreachable Redis before it fails its stream."""
@@ -200,7 +203,9 @@ class Subscription:
 
     async def _read_log(self) -> None:
         try:
-            entries = await self._redis.xrange(self._keys.events, min=f"0-{self._next + 1}", max="+", count=self._limit)
+            entries = await self._relay.batcher.command(
+                "XRANGE", self._keys.events, f"0-{self._next + 1}", "+", "COUNT", self._limit
+            )
         except RedisError as exc:
             self._unreachable(exc)
             return
@@ -225,7 +230,7 @@ class Subscription:
                 )
             return
         try:
-            alive = await self._redis.exists(self._keys.lease)
+            alive = await self._relay.batcher.command("EXISTS", self._keys.lease)
         except RedisError as exc:
             self._unreachable(exc)
             return
