@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
-from redis.asyncio import Redis
 
 from api import health, models
 from api.access.keys import Access
@@ -30,6 +29,7 @@ from shared.channel_store import ChannelStore
 from shared.config import Settings
 from shared.ledger.database import create_engine, database_url
 from shared.ledger.queries import LedgerQueries
+from shared.redis_client import redis_client
 from shared.scripts import Scripts
 
 __all__ = ("PUBLIC_PREFIXES", "create_app")
@@ -42,13 +42,12 @@ _CHANNEL_POLL_S = 2.0
 
 
 def create_app(settings: Settings) -> Litestar:
-    if not settings.redis.url:
-        raise ValueError("the API needs redis.url (or REDIS_URL)")
-    redis_url = settings.redis.url
+    if not (settings.redis.url or settings.redis.sentinels):
+        raise ValueError("the API needs redis.url (or REDIS_URL) or redis.sentinels")
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=30)
+        redis = redis_client(settings.redis)
         relay = Relay(
             redis,
             instance_id=f"{socket.gethostname()}-{os.getpid()}",

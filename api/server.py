@@ -1,4 +1,4 @@
-"""Serving the API role with uvicorn (uvloop + httptools)."""
+"""Serving the API role with uvicorn (uvloop + httptools, see :mod:`api.http_protocol`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import socket
 import uvicorn
 
 from api.app import create_app
+from api.http_protocol import GatewayHttpProtocol
 from shared.config import Settings
 
 __all__ = ("serve_api",)
@@ -18,7 +19,7 @@ def serve_api(settings: Settings, *, sock: socket.socket | None = None) -> None:
         host=settings.server.host,
         port=settings.server.port,
         loop="uvloop",
-        http="httptools",
+        http=GatewayHttpProtocol,
         lifespan="on",
         access_log=False,
         log_level="warning",

@@ -11,6 +11,7 @@ aiapi check     validate the configuration and say what would be served
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -70,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
 
         run_migrate(settings)
         return 0
-    if args.command != "up" and not settings.redis.url:
-        print(f"aiapi {args.command}: set redis.url in the config or REDIS_URL", file=sys.stderr)
+    configured = bool(settings.redis.url or settings.redis.sentinels)
+    if args.command != "up" and not configured:
+        print(f"aiapi {args.command}: set redis.url in the config or REDIS_URL, or redis.sentinels", file=sys.stderr)
+        return 2
+    if configured and not _redis_usable(args.command, settings):
         return 2
     if args.command == "api":
         from api.server import serve_api
@@ -90,9 +94,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _redis_usable(command: str, settings: Settings) -> bool:
+    """Connect once before serving: a wrong password, CA or sentinel set stops the start here, with the
+    setting named, instead of leaving a process up that can never serve. A Redis that is merely down is
+    waited out by the roles, as before."""
+    from shared.redis_client import RedisSetupError, check_redis
+
+    try:
+        outage = asyncio.run(check_redis(settings.redis))
+    except RedisSetupError as exc:
+        print(f"aiapi {command}: {exc}", file=sys.stderr)
+        return False
+    if outage:
+        log.warning("%s; starting anyway and waiting for it", outage)
+    return True
+
+
 def _check(settings: Settings) -> int:
     catalog = Catalog(settings.channels)
-    print(f"redis: {settings.redis.url or 'embedded (aiapi up only)'}")
+    where = f"sentinels {', '.join(settings.redis.sentinels)}" if settings.redis.sentinels else settings.redis.url
+    print(f"redis: {where or 'embedded (aiapi up only)'}")
     print(f"listen: http://{settings.server.host}:{settings.server.port}/v1")
     if settings.ledger.enabled:
         from shared.ledger.database import database_url
@@ -112,7 +133,7 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
 
     embedded: EmbeddedRedis | None = None
     redis_url = settings.redis.url
-    if not redis_url:
+    if not redis_url and not settings.redis.sentinels:
         embedded = EmbeddedRedis(data_dir=Path(settings.redis.data_dir), persist=True)
         redis_url = embedded.start()
         log.info("embedded Redis at %s (data in %s)", redis_url, settings.redis.data_dir)
@@ -125,7 +146,8 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
         subprocess.Popen([*command, "worker"], env=_worker_env(settings, redis_url, i)) for i in range(max(1, workers))
     ]
     if settings.ledger.enabled:
-        children.append(subprocess.Popen([*command, "recorder"], env={**os.environ, "REDIS_URL": redis_url}))
+        recorder_env = {**os.environ, **({"REDIS_URL": redis_url} if redis_url else {})}
+        children.append(subprocess.Popen([*command, "recorder"], env=recorder_env))
     models = ", ".join(name for name, _ in Catalog(settings.channels).models())
     print(
         f"aiapi: serving http://{settings.server.host}:{settings.server.port}/v1 "
@@ -154,20 +176,20 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
     return 0
 
 
-def _migrate_ledger(settings: Settings, redis_url: str) -> bool:
+def _migrate_ledger(settings: Settings, redis_url: str | None) -> bool:
     """Migrate before the API serves the request log (the recorder would too, but perhaps later);
     ``False``, with a message, when the database cannot be reached or migrated."""
     import asyncio
 
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
     from sqlalchemy.exc import SQLAlchemyError
 
     from shared.ledger.database import create_engine, database_url
     from shared.ledger.migrate import migrate_locked
+    from shared.redis_client import redis_client
 
     async def migrate() -> None:
-        redis = Redis.from_url(redis_url)
+        redis = redis_client(msgspec.structs.replace(settings.redis, url=redis_url))
         engine = create_engine(database_url(settings.database, settings.redis.data_dir))
         try:
             await migrate_locked(engine, redis)
@@ -187,8 +209,8 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def _worker_env(settings: Settings, redis_url: str, index: int) -> dict[str, str]:
-    env = {**os.environ, "REDIS_URL": redis_url}
+def _worker_env(settings: Settings, redis_url: str | None, index: int) -> dict[str, str]:
+    env = {**os.environ, **({"REDIS_URL": redis_url} if redis_url else {})}
     if settings.worker.metrics_port:
         env["AIAPI_WORKER_METRICS_PORT"] = str(settings.worker.metrics_port + index)
     return env

@@ -62,6 +62,7 @@ __all__ = (
     "WorkerConfig",
     "channel_problem",
     "load_settings",
+    "redis_problem",
 )
 
 
@@ -89,6 +90,27 @@ class RedisConfig(_Section, frozen=True, kw_only=True):
     outage_grace_s: float = 5.0
     """How long a running generation, and the stream relaying it, wait out a lost Redis (a restart, a
     failover) before they fail. Its lease must outlive the outage too (``worker.lease_ttl_s``)."""
+    max_connections: int = 100
+    """Connections one process keeps at most; a command finding them all busy waits for a free one."""
+    pool_timeout_s: float = 5.0
+    """How long a command waits for a free connection before it fails as Redis being unreachable."""
+    connect_timeout_s: float = 2.0
+    username: str | None = None
+    """ACL user; overrides the one in the URL."""
+    password_env: str | None = None
+    """Variable holding the password; overrides the one in the URL."""
+    ca_file: str | None = None
+    """CA bundle that verifies the server's certificate (``rediss://`` only)."""
+    cert_file: str | None = None
+    """Client certificate for servers that ask for one (``rediss://`` only, with ``key_file``)."""
+    key_file: str | None = None
+    sentinels: list[str] = msgspec.field(default_factory=list)
+    """``["host:port", ...]``: ask these sentinels where the primary is, and follow its failovers. The
+    URL, if any, then gives only the scheme, credentials and database."""
+    sentinel_primary: str = "mymaster"
+    """The name the sentinels monitor the primary under."""
+    sentinel_password_env: str | None = None
+    """Variable holding the sentinels' own password (``requirepass`` in sentinel.conf)."""
 
 
 class WorkerConfig(_Section, frozen=True, kw_only=True):
@@ -257,6 +279,26 @@ def _check(settings: Settings, source: str) -> None:
             database_url(settings.database, settings.redis.data_dir)
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    problem = redis_problem(settings.redis)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+
+
+def redis_problem(redis: RedisConfig) -> str | None:
+    """What is wrong with ``[redis]`` that its types cannot say, or ``None``."""
+    if redis.max_connections < 2:
+        return "redis.max_connections must be at least 2 (pub/sub holds one connection)"
+    for address in redis.sentinels:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return f"redis.sentinels: {address!r} is not host:port"
+    tls_files = {"ca_file": redis.ca_file, "cert_file": redis.cert_file, "key_file": redis.key_file}
+    if any(tls_files.values()) and not (redis.url or "").startswith("rediss://"):
+        named = ", ".join(f"redis.{name}" for name, value in tls_files.items() if value)
+        return f"{named}: only with a rediss:// redis.url"
+    if bool(redis.cert_file) != bool(redis.key_file):
+        return "redis.cert_file and redis.key_file go together"
+    return None
 
 
 def channel_problem(channel: ChannelConfig) -> str | None:

@@ -15,7 +15,8 @@ API as :class:`ErrorInfo` inside a ``failed`` event.
     ├── RateLimited .................. 429 rate_limit_exceeded (carries retry_after)
     ├── ClientClosed ................. 499 client_closed_request
     ├── InternalError ................ 500 server_error
-    │   └── WorkerLost ............... 500 server_error / worker_lost
+    │   ├── WorkerLost ............... 500 server_error / worker_lost
+    │   └── GenerationLost ........... 500 server_error / generation_lost (Redis came back without it)
     ├── UpstreamError ................ 502 upstream_error
     ├── ServiceUnavailable ........... 503 service_unavailable (no worker took the job)
     │   └── RedisUnavailable ......... 503 service_unavailable / redis_unavailable
@@ -36,6 +37,7 @@ __all__ = (
     "ErrorDetail",
     "ErrorInfo",
     "GatewayError",
+    "GenerationLost",
     "InternalError",
     "InvalidRequest",
     "ModelNotFound",
@@ -183,6 +185,13 @@ class WorkerLost(InternalError):
     """The worker running a generation stopped without finishing it."""
 
     default_code = "worker_lost"
+
+
+class GenerationLost(InternalError):
+    """Redis no longer holds a running generation (it restarted or failed over without the data), so
+    nobody can finish it: its worker loses the lease with it, though the worker itself is alive."""
+
+    default_code = "generation_lost"
 
 
 class UpstreamError(GatewayError):

@@ -118,12 +118,17 @@ class ResponseKeys(GenerationKeys):
 
 
 class SessionKeys:
-    """Keys of one conversation, all in the session's own cluster slot."""
+    """Keys of one conversation, all in the session's own cluster slot.
+
+    A session belongs to its owner (the client's identity): the keys are named by owner and id together,
+    so an id that another client presents (say, by resending a reply with its zero-width marker) names
+    that client's own, new session and can never join, block or cancel the owner's runs.
+    """
 
     __slots__ = ("_tag", "fence", "gate")
 
-    def __init__(self, session_id: str) -> None:
-        self._tag = tag = f"{PREFIX}:{{{session_id}}}"
+    def __init__(self, owner: str, session_id: str) -> None:
+        self._tag = tag = f"{PREFIX}:{{{owner}:{session_id}}}"
         self.gate = f"{tag}:gate"
         """String: the id of the generation allowed to run in the session now, with a TTL it renews."""
         self.fence = f"{tag}:fence"

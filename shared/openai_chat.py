@@ -7,7 +7,7 @@ upstream sees its own defaults. Unknown fields are ignored (real clients send ma
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -38,6 +38,7 @@ __all__ = (
     "StreamOptions",
     "SystemMessage",
     "TextContent",
+    "TokenLimit",
     "ToolMessage",
     "UserMessage",
 )
@@ -160,6 +161,10 @@ class StreamOptions(msgspec.Struct):
     include_usage: bool | UnsetType = UNSET
 
 
+TokenLimit = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+"""A bound on output tokens: positive, and small enough for every upstream and our own int64 fields."""
+
+
 class ChatCompletionRequest(msgspec.Struct):
     model: str
     messages: list[ChatMessage]
@@ -167,8 +172,8 @@ class ChatCompletionRequest(msgspec.Struct):
     stream_options: StreamOptions | UnsetType | None = UNSET
     temperature: float | UnsetType | None = UNSET
     top_p: float | UnsetType | None = UNSET
-    max_tokens: int | UnsetType | None = UNSET
-    max_completion_tokens: int | UnsetType | None = UNSET
+    max_tokens: TokenLimit | UnsetType | None = UNSET
+    max_completion_tokens: TokenLimit | UnsetType | None = UNSET
     n: int | UnsetType | None = UNSET
     stop: str | list[str] | UnsetType | None = UNSET
     seed: int | UnsetType | None = UNSET

@@ -14,6 +14,8 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from shared.openai_chat import TokenLimit
+
 __all__ = (
     "ContentPart",
     "CreateResponse",
@@ -246,7 +248,7 @@ class CreateResponse(msgspec.Struct, kw_only=True):
     store: bool | None = None
     background: bool | None = None
     stream: bool | None = None
-    max_output_tokens: int | None = None
+    max_output_tokens: TokenLimit | None = None
     temperature: float | None = None
     top_p: float | None = None
     text: msgspec.Raw | UnsetType = UNSET
@@ -257,3 +259,5 @@ class CreateResponse(msgspec.Struct, kw_only=True):
     service_tier: str | None = None
     conversation: msgspec.Raw | UnsetType = UNSET
     prompt: msgspec.Raw | UnsetType = UNSET
+    n: msgspec.Raw | UnsetType = UNSET
+    """Not a Responses parameter; read only to be refused, as OpenAI does, rather than ignored."""

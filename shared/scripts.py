@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from shared.batching import RedisBatcher
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
@@ -21,6 +23,8 @@ class Scripts:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self.batcher = RedisBatcher(redis)
+        """For the calls every running generation makes (events, lease renewals): one round trip for all."""
         self.emit: AsyncScript = redis.register_script(_source("emit"))
         self.acquire: AsyncScript = redis.register_script(_source("acquire"))
         self.renew: AsyncScript = redis.register_script(_source("renew"))

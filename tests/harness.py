@@ -134,9 +134,10 @@ class GatewayProcesses:
         """The running API's and workers' process ids."""
         return [process.pid for process in [*([self.api] if self.api else []), *self.workers]]
 
-    def logs(self) -> str:
+    def logs(self, tail: int = 4000) -> str:
+        """The end of each process's log (``tail`` characters of each), under its file name."""
         return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in Path(self._dir.name).glob("*.log")
+            f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}" for p in Path(self._dir.name).glob("*.log")
         )
 
     def stop(self) -> None:

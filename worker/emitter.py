@@ -113,7 +113,7 @@ class EventEmitter:
         delay, gone_since = _RETRY_FIRST_S, 0.0
         while True:
             try:
-                return bool(await self._scripts.emit(keys=self._keys, args=args))
+                return bool(await self._scripts.batcher.script(self._scripts.emit, self._keys, args))
             except (RedisConnectionError, RedisTimeoutError):
                 now = time.monotonic()
                 gone_since = gone_since or now

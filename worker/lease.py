@@ -75,7 +75,9 @@ class GenerationLease:
         is on its way (``ending``), a lease found gone or cancelled stops nothing.
         """
         unheard = 0
-        interval = delay = self._ttl_ms / 3000
+        interval = self._ttl_ms / 3000
+        # Renewals fall on one grid for every lease in the process, so that they share round trips.
+        delay = interval - asyncio.get_running_loop().time() % interval
         if turn is not None:
             # The API admitted the run with room for its queue wait; running, it lives by the lease's TTL.
             with contextlib.suppress(RedisError):
@@ -83,8 +85,8 @@ class GenerationLease:
         while True:
             await asyncio.sleep(delay)
             try:
-                state = await self._scripts.renew(
-                    keys=[self._keys.lease, self._keys.cancel], args=[self.token, self._ttl_ms]
+                state = await self._scripts.batcher.script(
+                    self._scripts.renew, [self._keys.lease, self._keys.cancel], [self.token, self._ttl_ms]
                 )
                 if self.ending:
                     return
@@ -102,7 +104,7 @@ class GenerationLease:
                     log.warning("lease renewal failed (retrying): %s", exc)
                 delay = min(interval, _RENEW_RETRY_S)
                 continue
-            delay = interval
+            delay = interval - asyncio.get_running_loop().time() % interval
             if state == 0:
                 on_stop("lease_lost")
                 return

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 import msgspec
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.jobs import SerializationError, deserialize_job_raw
 from arq.worker import Worker, func
 from redis.commands.core import AsyncScript
@@ -33,6 +33,7 @@ from shared.generation import decode_request
 from shared.keys import GenerationKeys
 from shared.ledger.prices import PriceBook
 from shared.queue import deserialize_job, serialize_job_envelope
+from shared.redis_client import connection_pool
 from shared.scripts import Scripts
 from worker.control import Control, listen, take_wakeups
 from worker.cooldowns import Cooldowns
@@ -92,14 +93,6 @@ class GatewayWorker(Worker):
             await self._slot_freed.wait()
 
     async def main(self) -> None:
-        if self._pool is None:
-            self._pool = await create_pool(
-                self.redis_settings,
-                job_deserializer=self.job_deserializer,
-                job_serializer=self.job_serializer,
-                default_queue_name=self.queue_name,
-                expires_extra_ms=self.expires_extra_ms,
-            )
         self.ctx["redis"] = self.pool
         self._claim = Scripts(self.pool).claim
         if self.on_startup:
@@ -252,7 +245,12 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> GatewayW
     worker = GatewayWorker(
         functions=[func(generate, name=keys.JOB_FUNCTION, max_tries=1, keep_result=0)],
         queue_name=keys.QUEUE,
-        redis_settings=RedisSettings.from_dsn(_require_url(settings)),
+        redis_pool=ArqRedis(
+            connection_pool=connection_pool(settings.redis),
+            job_serializer=serialize_job_envelope,
+            job_deserializer=deserialize_job,
+            default_queue_name=keys.QUEUE,
+        ),
         on_startup=startup,
         on_shutdown=shutdown,
         handle_signals=handle_signals,
@@ -270,12 +268,6 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> GatewayW
         log_results=False,
     )
     return worker
-
-
-def _require_url(settings: Settings) -> str:
-    if not settings.redis.url:
-        raise ValueError("the worker needs redis.url (or REDIS_URL)")
-    return settings.redis.url
 
 
 async def serve_worker(settings: Settings) -> None:

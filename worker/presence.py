@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from shared.keys import presence_key
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from shared.batching import RedisBatcher
 
 __all__ = ("ApiPresence",)
 
@@ -17,7 +17,7 @@ _ASKED_S = 1.0
 
 
 class ApiPresence:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisBatcher) -> None:
         self._redis = redis
         self._answers: dict[str, tuple[float, bool]] = {}
 
@@ -26,7 +26,7 @@ class ApiPresence:
         answer = self._answers.get(reply_channel)
         if answer is not None and now - answer[0] < _ASKED_S:
             return answer[1]
-        alive = bool(await self._redis.exists(presence_key(reply_channel)))
+        alive = bool(await self._redis.command("EXISTS", presence_key(reply_channel)))
         if len(self._answers) > 1000:  # instances come and go: forget the old ones now and then
             self._answers = {channel: seen for channel, seen in self._answers.items() if now - seen[0] < _ASKED_S}
         self._answers[reply_channel] = (now, alive)

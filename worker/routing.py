@@ -30,6 +30,7 @@ from worker.cooldowns import CooldownNotice, Cooldowns
 from worker.error_texts import ErrorTextGuard
 from worker.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 from worker.providers import NO_STATE, ProviderOutput, UpstreamCall
+from worker.redaction import scrub
 
 if TYPE_CHECKING:
     from shared.catalog import Route
@@ -188,6 +189,9 @@ class Router:
                     yield output
         except GatewayError as error:
             UPSTREAM_ERRORS.labels(provider_type, error.code or error.type).inc()
+            # Every error out of here is relayed and logged: none may carry the channel's keys.
+            error.message = scrub(error.message, (account.api_key for account in channel.resolved_accounts()))
+            error.args = (error.message,)
             raise
 
     def _backoff(self, tried: int) -> float:

@@ -70,7 +70,7 @@ class GenerationRunner:
         self._stop_reasons: dict[str, str] = {}
         self._ledger = UsageLedger(scripts.redis)
         self._prices = prices or PriceBook(scripts.redis, settings.prices)
-        self._presence = ApiPresence(scripts.redis)
+        self._presence = ApiPresence(scripts.batcher)
 
     @property
     def running(self) -> int:

@@ -33,7 +33,7 @@ class SessionTurn:
         self._scripts = scripts
         self._request = request
         self._session = session
-        self._gate = SessionKeys(session.id).gate
+        self._gate = SessionKeys(session.owner, session.id).gate
         self._ttl_s = ttl_s
         self._text: list[str] = []
         self._calls: dict[int, ToolCall] = {}
@@ -60,7 +60,7 @@ class SessionTurn:
         """Renew the gate; ``False`` once another run took it over."""
         if not self.gated or self._released:
             return True
-        return bool(await self._scripts.hold(keys=[self._gate], args=[self._request.id, ttl_ms]))
+        return bool(await self._scripts.batcher.script(self._scripts.hold, [self._gate], [self._request.id, ttl_ms]))
 
     async def bind(self) -> None:
         """In hash mode, bind the finished reply to the session. Called before the reply's last event
@@ -81,7 +81,7 @@ class SessionTurn:
 
     def provider_state(self, channel: str) -> SessionState:
         """The session's state for the provider of ``channel``; writes are fenced like events."""
-        key = SessionKeys(self._session.id).provider_state(channel)
+        key = SessionKeys(self._session.owner, self._session.id).provider_state(channel)
         return _ProviderState(self._scripts, key, self._gate, self._request.id, gated=self.gated, ttl_s=self._ttl_s)
 
     async def release(self) -> None:

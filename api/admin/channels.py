@@ -6,7 +6,8 @@ process within seconds (see :mod:`shared.channel_store`). Keys are never returne
 
     GET    /admin/channels                              every channel in force, with account health
     GET    /admin/channels/{name}
-    PUT    /admin/channels/{name}                       create or replace (body: a channel, as in the config)
+    PUT    /admin/channels/{name}                       create or replace (body: a channel, as in the config;
+                                                        its name may be left out, the path gives it)
     DELETE /admin/channels/{name}
     PUT    /admin/channels/{name}/accounts/{account}    create or replace one account
     DELETE /admin/channels/{name}/accounts/{account}
@@ -77,6 +78,7 @@ HttpChannels = OpenAIChannel | ResponsesChannel | AnthropicChannel | ChaynsChann
 
 _channel_decoder = msgspec.json.Decoder(ChannelConfig)
 _account_decoder = msgspec.json.Decoder(AccountConfig)
+_object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _PATHS = "/channels"
 
 
@@ -93,21 +95,53 @@ def _masked(channel: ChannelConfig) -> ChannelConfig:
     return msgspec.structs.replace(channel, api_key=_mask(channel.api_key), accounts=accounts)
 
 
-def _kept(key: str | None, current: str | None) -> str | None:
-    """A key sent back exactly as we showed it masked means "unchanged": keep the real one."""
-    return current if key is not None and current is not None and key == _mask(current) else key
+def _kept(key: str | None, current: str | None, *, param: str, moved: bool = False) -> str | None:
+    """A key sent back exactly as we showed it masked means "unchanged": keep the real one.
+
+    Not when the channel now sends its keys elsewhere (``moved``): a masked view PUT back with another
+    ``base_url`` would otherwise send the real key to a host of the caller's choosing.
+    """
+    if key is None or current is None or key != _mask(current):
+        return key
+    if moved:
+        raise InvalidRequest(
+            f"'{param}' is masked, but the channel's destination changed (type, base_url or auth_url): "
+            "send the key itself again.",
+            param=param,
+        )
+    return current
+
+
+def _destination(channel: HttpChannel) -> tuple[str, ...]:
+    """Where a channel's keys are sent: its protocol and hosts."""
+    auth_url = channel.auth_url if isinstance(channel, ChaynsChannel) else ""
+    return (str(channel.__struct_config__.tag), channel.base_url.rstrip("/"), auth_url.rstrip("/"))
 
 
 def _unmasked(channel: ChannelConfig, current: ChannelConfig | None) -> ChannelConfig:
     """``channel`` with masked keys (a GET's answer edited and PUT back) replaced by the keys in force."""
     if not isinstance(channel, HttpChannel) or not isinstance(current, HttpChannel):
         return channel
+    moved = _destination(channel) != _destination(current)
+    api_key = _kept(channel.api_key, current.api_key, param="api_key", moved=moved)
     before = {account.name: account.api_key for account in current.accounts}
     accounts = [
-        msgspec.structs.replace(account, api_key=_kept(account.api_key, before.get(account.name)))
-        for account in channel.accounts
+        msgspec.structs.replace(
+            account,
+            api_key=_kept(account.api_key, before.get(account.name), param=f"accounts[{n}].api_key", moved=moved),
+        )
+        for n, account in enumerate(channel.accounts)
     ]
-    return msgspec.structs.replace(channel, api_key=_kept(channel.api_key, current.api_key), accounts=accounts)
+    return msgspec.structs.replace(channel, api_key=api_key, accounts=accounts)
+
+
+def _named(body: bytes, name: str) -> bytes:
+    """The channel body with its name taken from the path; a body naming another channel is refused."""
+    fields = decode_body(_object_decoder, body)
+    if "name" in fields and msgspec.json.decode(fields["name"]) != name:
+        raise InvalidRequest(f"The body names another channel than the path's '{name}'.", param="name")
+    fields["name"] = msgspec.Raw(msgspec.json.encode(name))
+    return msgspec.json.encode(fields)
 
 
 async def _view(state: GatewayState, channel: ChannelConfig) -> ChannelView:
@@ -161,9 +195,7 @@ async def get_channel(request: Request[Any, Any, Any], name: FromPath[str]) -> R
 )
 async def put_channel(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     state = gateway_state(request)
-    channel = decode_body(_channel_decoder, await request.body())
-    if channel.name != name:
-        raise InvalidRequest(f"The body names channel '{channel.name}' but the path '{name}'.", param="name")
+    channel = decode_body(_channel_decoder, _named(await request.body(), name))
     channel = _unmasked(channel, await _current(state, name))
     await _store(state, channel)
     return json_response(await _view(state, channel))
@@ -197,7 +229,7 @@ async def put_account(request: Request[Any, Any, Any], name: FromPath[str], acco
     if body.name != account:
         raise InvalidRequest(f"The body names account '{body.name}' but the path '{account}'.", param="name")
     previous = next((a.api_key for a in channel.accounts if a.name == account), None)
-    body = msgspec.structs.replace(body, api_key=_kept(body.api_key, previous))
+    body = msgspec.structs.replace(body, api_key=_kept(body.api_key, previous, param="api_key"))
     accounts = [a for a in channel.accounts if a.name != account] + [body]
     updated = msgspec.structs.replace(channel, accounts=accounts)
     await _store(state, updated)

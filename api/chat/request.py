@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET
 
 from api.intake.decoding import decode_body
+from api.intake.schemas import check_schema
 from shared import openai_chat as wire
 from shared.errors import InvalidRequest
 from shared.generation import (
@@ -50,6 +51,34 @@ ChatRequestBody = Annotated[
 """The body as the OpenAPI document describes it: the wire type, and what this module refuses of it."""
 
 
+class _JsonSchemaFormat(msgspec.Struct):
+    name: str
+    schema: msgspec.Raw | msgspec.UnsetType = UNSET
+
+
+class _ResponseFormat(msgspec.Struct):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: _JsonSchemaFormat | None = None
+
+
+_response_format_decoder = msgspec.json.Decoder(_ResponseFormat)
+
+
+def _check_response_format(raw: msgspec.Raw | msgspec.UnsetType) -> None:
+    """``response_format`` travels on as it came; here it is only checked, as OpenAI would."""
+    if raw is UNSET:
+        return
+    try:
+        response_format = _response_format_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidRequest(f"Invalid response_format: {exc}", param="response_format") from exc
+    if response_format.type != "json_schema":
+        return
+    if response_format.json_schema is None:
+        raise InvalidRequest("response_format of type json_schema needs 'json_schema'.", param="response_format")
+    check_schema(response_format.json_schema.schema, "response_format.json_schema.schema")
+
+
 class _AllowedTools(msgspec.Struct):
     mode: str = "auto"
 
@@ -65,6 +94,7 @@ def decode_chat_request(body: bytes) -> wire.ChatCompletionRequest:
         raise InvalidRequest("'messages' must contain at least one message.", param="messages")
     if request.n not in (UNSET, None, 1):
         raise InvalidRequest("Only n=1 is supported.", param="n")
+    _check_response_format(request.response_format)
     return request
 
 
@@ -107,6 +137,7 @@ def _tools(tools: list[wire.ChatTool] | None) -> list[FunctionTool]:
         if not isinstance(tool, wire.FunctionTool):
             raise InvalidRequest("Only function tools are supported.", param=f"tools[{index}].type")
         f = tool.function
+        check_schema(f.parameters, f"tools[{index}].function.parameters")
         out.append(
             FunctionTool(
                 f.name,

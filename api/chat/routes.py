@@ -15,6 +15,7 @@ from api.access.identity import client_identity
 from api.chat.output import ChatCompletion, ChatCompletionBuilder, ChatCompletionChunk, ChatStreamWriter, error_frame
 from api.chat.request import ChatRequestBody, decode_chat_request, to_generation
 from api.delivery.streaming import Relayed, sse_response, unless_client_leaves
+from api.intake.decoding import check_content_type
 from api.intake.limits import check_limits
 from api.middleware import REQUEST_ID_KEY
 from api.openapi import EventStream, documented
@@ -44,6 +45,7 @@ _encoder = msgspec.json.Encoder()
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
     admission = await admit(request)
     state = gateway_state(request)
+    check_content_type(request.headers.get("content-type"))
     chat = decode_chat_request(await request.body())
     if chat.model not in state.catalog:
         raise ModelNotFound(chat.model)

@@ -25,7 +25,8 @@ from redis.exceptions import RedisError
 
 from api.delivery.presence import Presence
 from api.metrics import IN_FLIGHT, QUEUE_WAIT
-from shared.errors import RedisUnavailable, ServiceUnavailable, WorkerLost
+from shared.batching import RedisBatcher
+from shared.errors import GenerationLost, RedisUnavailable, ServiceUnavailable, WorkerLost
 from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, Started, decode_batch, decode_envelope
 from shared.keys import GenerationKeys, relay_channel
 
@@ -44,6 +45,8 @@ class Relay:
 
     def __init__(self, redis: Redis, *, instance_id: str, config: RelayConfig, outage_grace_s: float = 0.0) -> None:
         self._redis = redis
+        self.batcher = RedisBatcher(redis)
+        """Log reads and liveness checks of all subscriptions: idle streams check at about the same time."""
         self._config = config
         self.outage_grace_s = outage_grace_s
         """How long a subscription waits out an unreachable Redis before it fails its stream."""
@@ -161,7 +164,8 @@ class Subscription:
     async def events(self) -> AsyncGenerator[GenerationEvent | None, None]:
         """Events in order, ending after the terminal one. ``None`` marks an idle period (for keep-alives).
 
-        Raises :class:`WorkerLost` if the worker stops without finishing, :class:`ServiceUnavailable` if
+        Raises :class:`WorkerLost` if the worker stops without finishing, :class:`GenerationLost` if Redis
+        lost the generation's lease and log together (a restart without its data), :class:`ServiceUnavailable` if
         no worker takes the job in time or Redis is unreachable.
         """
         queued_at = time.monotonic()
@@ -199,7 +203,9 @@ class Subscription:
 
     async def _read_log(self) -> None:
         try:
-            entries = await self._redis.xrange(self._keys.events, min=f"0-{self._next + 1}", max="+", count=self._limit)
+            entries = await self._relay.batcher.command(
+                "XRANGE", self._keys.events, f"0-{self._next + 1}", "+", "COUNT", self._limit
+            )
         except RedisError as exc:
             self._unreachable(exc)
             return
@@ -224,15 +230,26 @@ class Subscription:
                 )
             return
         try:
-            alive = await self._redis.exists(self._keys.lease)
+            alive = await self._relay.batcher.command("EXISTS", self._keys.lease)
         except RedisError as exc:
             self._unreachable(exc)
             return
         if not alive:
             # The worker writes its last event before it drops the lease: look once more before giving up.
             await self._read_log()
-            if self._next not in self._held:
-                raise WorkerLost("The worker running this request stopped before finishing it.")
+            if self._next in self._held:
+                return
+            # A dead worker's log stays behind; a log gone as well means Redis lost the generation.
+            try:
+                logged = await self._redis.exists(self._keys.events)
+            except RedisError as exc:
+                self._unreachable(exc)
+                return
+            if not logged:
+                raise GenerationLost(
+                    "The gateway's store lost this generation (Redis restarted without its data); retry the request."
+                )
+            raise WorkerLost("The worker running this request stopped before finishing it.")
 
 
 class LogTail(Subscription):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 import msgspec
 
 from shared.errors import InvalidRequest
 
-__all__ = ("decode_body",)
+__all__ = ("check_content_type", "decode_body")
 
 T = TypeVar("T")
 
@@ -21,6 +22,11 @@ _SHORT = 1024
 """A shorter body nests at most half as many levels (each takes two bytes), far from the limit: not checked."""
 _skip = msgspec.json.Decoder(msgspec.Raw)
 _OPEN, _CLOSE = b"[" * _SPARE_LEVELS, b"]" * _SPARE_LEVELS
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+"""A ``\\uD800``-``\\uDFFF`` escape that is not half of a pair: msgspec calls that "truncated" input."""
 
 
 def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
@@ -40,7 +46,30 @@ def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"Invalid request: {exc}", param=_param(str(exc))) from exc
     except msgspec.DecodeError as exc:
+        if lone := _LONE_SURROGATE.search(body):
+            escape = lone.group().decode()
+            raise InvalidRequest(
+                f"The request body is not valid JSON: the string escape '{escape}' is half of a UTF-16 surrogate "
+                "pair without its other half, which is not a character."
+            ) from exc
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+
+
+def check_content_type(content_type: str | None) -> None:
+    """Refuse a body labelled as anything but JSON (``application/json``, parameters allowed, or ``+json``).
+
+    An unlabelled body is read as JSON: raw HTTP clients and probes send none, and nothing else could be
+    meant. One labelled ``text/plain`` or as a form is not what the client thinks it sends.
+    """
+    if content_type is None:
+        return
+    media = content_type.partition(";")[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise InvalidRequest(
+        f"Unsupported Content-Type '{media}': send the request body as application/json.",
+        code="unsupported_content_type",
+    )
 
 
 def _check_depth(body: bytes) -> None:

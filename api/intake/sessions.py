@@ -63,7 +63,7 @@ class Sessions:
         fresh = session_id is None
         if session_id is None:
             session_id = new_session_id()
-        fence = 0 if fresh or policy == "allow" else await self._admit(session_id, generation.id, policy, hold_s)
+        fence = 0 if fresh or policy == "allow" else await self._admit(owner, session_id, generation.id, policy, hold_s)
         zero_width = self._settings.sessions.mode == "zero_width"
         return msgspec.structs.replace(
             generation, messages=messages, session=SessionRef(session_id, fence, owner, zero_width)
@@ -75,9 +75,11 @@ class Sessions:
         Called while an error is on its way to the client, often because Redis is unreachable: then the
         gate expires by itself, and the client must still get that error rather than this one.
         """
-        if generation.session is not None and generation.session.fence:
+        session = generation.session
+        if session is not None and session.fence:
             with contextlib.suppress(RedisError):
-                await self._scripts.release(keys=[keys.SessionKeys(generation.session.id).gate], args=[generation.id])
+                gate = keys.SessionKeys(session.owner, session.id).gate
+                await self._scripts.release(keys=[gate], args=[generation.id])
 
     def _policy(self, request: Request[Any, Any, Any]) -> Policy:
         asked = request.headers.get(CONCURRENCY_HEADER)
@@ -111,8 +113,8 @@ class Sessions:
             raise RedisUnavailable() from exc
         return (bound.decode() if bound else history_key(owner, cleaned[: last + 1])), cleaned
 
-    async def _admit(self, session_id: str, generation_id: str, policy: Policy, hold_s: float) -> int:
-        session_keys = keys.SessionKeys(session_id)
+    async def _admit(self, owner: str, session_id: str, generation_id: str, policy: Policy, hold_s: float) -> int:
+        session_keys = keys.SessionKeys(owner, session_id)
         mode = "reject" if policy == "reject" else "takeover"
         ttl_ms = self._settings.sessions.ttl_s * 1000
         try:

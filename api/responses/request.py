@@ -14,6 +14,7 @@ import msgspec
 from msgspec import UNSET
 
 from api.intake.decoding import decode_body
+from api.intake.schemas import check_schema
 from api.responses import custom_tools
 from api.responses.objects import (
     CustomToolCallOutput,
@@ -94,6 +95,8 @@ def decode_create_response(body: bytes) -> wire.CreateResponse:
         raise InvalidRequest("The Conversations API is not supported; use previous_response_id.", param="conversation")
     if request.prompt is not UNSET:
         raise InvalidRequest("Stored prompt templates are not supported.", param="prompt")
+    if request.n is not UNSET:
+        raise InvalidRequest("Unknown parameter: 'n'.", param="n", code="unknown_parameter")
     return request
 
 
@@ -194,6 +197,7 @@ def tools(request: wire.CreateResponse) -> list[FunctionTool]:
         if isinstance(spec, wire.CustomToolSpec):
             out.append(custom_tools.as_function(spec))
         elif spec is not None:
+            check_schema(spec.parameters, f"tools[{index}].parameters")
             out.append(FunctionTool(spec.name, spec.description, spec.parameters, spec.strict))
     return out
 
@@ -242,6 +246,7 @@ def _response_format(request: wire.CreateResponse) -> msgspec.Raw | msgspec.Unse
         return UNSET
     if fmt.type == "json_object":
         return msgspec.Raw(_encoder.encode(_ChatResponseFormat("json_object")))
+    check_schema(fmt.schema, "text.format.schema")
     schema = _ChatJsonSchema(fmt.name or "response", fmt.schema, fmt.strict, fmt.description)
     return msgspec.Raw(_encoder.encode(_ChatResponseFormat("json_schema", schema)))
 

@@ -15,6 +15,7 @@ from litestar.response import Stream
 from api.access.admission import admit, authenticate, charged
 from api.access.identity import client_identity
 from api.delivery.streaming import SSE_HEADERS, Relayed, sse_response, unless_client_leaves
+from api.intake.decoding import check_content_type
 from api.intake.limits import check_limits
 from api.middleware import REQUEST_ID_KEY
 from api.openapi import EventStream, documented
@@ -50,6 +51,7 @@ def _json(value: msgspec.Struct) -> Response[bytes]:
 async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
     admission = await admit(request)
     state = gateway_state(request)
+    check_content_type(request.headers.get("content-type"))
     body = adapter.decode_create_response(await request.body())
     if body.model not in state.catalog:
         raise ModelNotFound(body.model)

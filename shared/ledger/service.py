@@ -16,7 +16,6 @@ import socket
 from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -24,6 +23,7 @@ from shared.ledger.database import create_engine, database_url
 from shared.ledger.metrics import REGISTRY
 from shared.ledger.migrate import migrate, migrate_locked
 from shared.ledger.recorder import Recorder
+from shared.redis_client import redis_client
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -37,8 +37,7 @@ _RETRY_S = 2.0
 
 async def serve_recorder(settings: Settings) -> None:
     """Migrate (once Redis and the database answer), then record until cancelled."""
-    assert settings.redis.url
-    redis = Redis.from_url(settings.redis.url, socket_connect_timeout=2, socket_keepalive=True)
+    redis = redis_client(settings.redis)
     engine = create_engine(database_url(settings.database, settings.redis.data_dir))
     try:
         while True:

@@ -203,6 +203,28 @@ def test_the_admin_api_rejects_invalid_channels(gateway: GatewayProcesses) -> No
     assert _admin(gateway, "PUT", "/channels/x", json=mismatch).status_code == 400
 
 
+def test_a_masked_view_put_back_elsewhere_needs_its_key_again(
+    gateway: GatewayProcesses, fake: RunningFakeUpstream
+) -> None:
+    channel = {
+        "type": "openai",
+        "base_url": fake.base_url,
+        "models": ["fake-model"],
+        "accounts": [{"name": "main", "api_key": "sk-moving-secret-key"}],
+    }
+    # The name comes from the path; the body need not repeat it.
+    assert _admin(gateway, "PUT", "/channels/moving", json=channel).status_code == 200
+    view = _admin(gateway, "GET", "/channels/moving").json()["config"]
+    assert view["accounts"][0]["api_key"] != "sk-moving-secret-key"
+    moved = _admin(gateway, "PUT", "/channels/moving", json={**view, "base_url": "http://attacker.example/v1"})
+    assert moved.status_code == 400 and moved.json()["error"]["param"] == "accounts[0].api_key"
+    retyped = _admin(gateway, "PUT", "/channels/moving", json={**view, "type": "anthropic"})
+    assert retyped.status_code == 400 and retyped.json()["error"]["param"] == "accounts[0].api_key"
+    kept = _admin(gateway, "PUT", "/channels/moving", json={**view, "weight": 2})
+    assert kept.status_code == 200 and kept.json()["accounts"][0]["has_key"] is True
+    assert _admin(gateway, "DELETE", "/channels/moving").status_code == 200
+
+
 def test_a_channel_removed_from_the_config_at_runtime_stops_serving(
     gateway: GatewayProcesses, client: openai.OpenAI
 ) -> None:

@@ -5,6 +5,8 @@ The reply depends only on the request, so tests need no side channel. By ``model
 - any name: ``chunk0 chunk1 … chunk<N-1>``, one word per chunk (N = ``--chunks``, default 20)
 - ``fake-echo``: the last user message, in 8-character pieces
 - ``fake-error-<status>``: that HTTP status with an OpenAI error body (429 adds ``retry-after: 1``)
+- ``fake-leak-<status>``: that HTTP status with an error message echoing the bearer token it was sent,
+  as a careless upstream might
 - ``fake-slow``: waits ``slow_first_token_s`` before answering
 - ``fake-stall``: two chunks, then nothing until the client disconnects
 - ``fake-midstream-error``: three chunks, then the body ends without ``[DONE]`` or a finish reason
@@ -180,7 +182,8 @@ class FakeUpstream:
             data = [{"id": n, "object": "model", "created": 0, "owned_by": "fake"} for n in names]
             await self._reply(send, 200, _encoder.encode({"object": "list", "data": data}))
         elif method == "POST" and path.endswith("/chat/completions"):
-            await self._chat(receive, send)
+            authorization = dict(scope["headers"]).get(b"authorization", b"").decode()
+            await self._chat(receive, send, authorization)
         else:
             await self._reply(send, 404, _error(404, f"no route {method} {path}"))
 
@@ -189,7 +192,7 @@ class FakeUpstream:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _chat(self, receive: Receive, send: Send) -> None:
+    async def _chat(self, receive: Receive, send: Send, authorization: str) -> None:
         body = b""
         while True:
             message = await receive()
@@ -208,6 +211,11 @@ class FakeUpstream:
             status = int(model.removeprefix("fake-error-"))
             extra = [(b"retry-after", b"1")] if status == 429 else []
             await self._reply(send, status, _error(status, f"fake upstream error {status}"), extra)
+            return
+        if model.startswith("fake-leak-"):
+            status = int(model.removeprefix("fake-leak-"))
+            leak = f"Incorrect API key provided: {authorization.removeprefix('Bearer ')}. Check your key."
+            await self._reply(send, status, _error(status, leak))
             return
         if model == "fake-slow":
             await asyncio.sleep(self.settings.slow_first_token_s)

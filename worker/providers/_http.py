@@ -13,6 +13,7 @@ import msgspec
 
 from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
 from worker.providers._network import upstream_transport
+from worker.redaction import scrub
 
 if TYPE_CHECKING:
     from shared.config import HttpChannel
@@ -22,6 +23,7 @@ __all__ = ("HttpEndpoint", "bearer_headers", "error_from_response", "error_from_
 
 ErrorMapper = Callable[[str, int, httpx.Headers, bytes], GatewayError]
 
+_AUTH_FAILURES = (401, 403)
 _DRAIN_S = 0.5
 _DRAIN_BYTES = 64 * 1024
 
@@ -54,10 +56,19 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 
 
 def error_from_response(channel: str, status: int, headers: httpx.Headers, body: bytes) -> GatewayError:
-    """Map an upstream error reply: the client's own mistakes stay 4xx, everything else is the upstream's."""
+    """Map an upstream error reply: the client's own mistakes stay 4xx, everything else is the upstream's.
+
+    An authentication failure's text is never passed on (it is about the gateway's credentials, and
+    upstreams echo them in it); any other text is scrubbed of whatever looks like a credential.
+    """
     detail = _detail(body)
-    code = None if detail.code is None else str(detail.code)
-    message = detail.message or f"HTTP {status}"
+    code = None if detail.code is None else scrub(str(detail.code))
+    if status in _AUTH_FAILURES:
+        said = f", code {code}" if code else ""
+        return UpstreamError(
+            f"upstream '{channel}' refused the gateway's credentials (HTTP {status}{said})", code=f"upstream_{status}"
+        )
+    message = scrub(detail.message) or f"HTTP {status}"
     if status in (400, 413, 422):
         return InvalidRequest(message, code=code, param=detail.param)
     if status == 429:

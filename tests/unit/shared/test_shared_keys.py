@@ -26,7 +26,7 @@ def test_the_queues_keys_share_one_slot() -> None:
 
 
 def test_sessions_keys_and_channels_keys_each_share_a_slot() -> None:
-    session = keys.SessionKeys("s1")
+    session = keys.SessionKeys("owner", "s1")
     # admit.lua (gate, fence), save_state.lua (state, gate)
     assert len(_slots(session.gate, session.fence, session.provider_state("chayns"))) == 1
     # access_limit.lua and settle.lua

@@ -156,14 +156,14 @@ async def test_emitter_waits_out_a_lost_redis_within_its_grace(fake_redis: faker
     keys, scripts = GenerationKeys("g11"), Scripts(fake_redis)
     await fake_redis.set(keys.lease, "token")
     lease = GenerationLease(scripts, keys, "token", ttl_s=10)
-    real_emit, failures = scripts.emit, [RedisConnectionError("gone"), RedisConnectionError("still gone")]
+    real_script, failures = scripts.batcher.script, [RedisConnectionError("gone"), RedisConnectionError("still gone")]
 
-    async def flaky_emit(**call: Any) -> Any:
-        if failures:
+    async def flaky_script(script: Any, keys: Any, args: Any) -> Any:
+        if script is scripts.emit and failures:
             raise failures.pop(0)
-        return await real_emit(**call)
+        return await real_script(script, keys, args)
 
-    scripts.emit = flaky_emit  # type: ignore[assignment]
+    scripts.batcher.script = flaky_script  # type: ignore[method-assign]
     patient = EventEmitter(scripts, keys, generation_id="g11", lease=lease, channel="relay", ttl_s=60, outage_grace_s=5)
     await patient.send(TextDelta("a"))
     await patient.drain()

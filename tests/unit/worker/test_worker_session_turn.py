@@ -28,17 +28,17 @@ def _request(session: SessionRef) -> GenerationRequest:
 
 
 async def test_a_finished_turn_binds_its_reply_and_frees_the_gate(fake_redis: fakeredis.FakeAsyncRedis) -> None:
-    await fake_redis.set(SessionKeys("sess_1").gate, "g1")
+    await fake_redis.set(SessionKeys("owner", "sess_1").gate, "g1")
     await _runner(fake_redis).run(_request(SessionRef("sess_1", 3, "owner")))
     reply = Message("assistant", [TextPart("fine thanks")])
     assert await fake_redis.get(binding_key("owner", turn_fingerprint(ASK, reply))) == b"sess_1"
-    assert await fake_redis.get(SessionKeys("sess_1").gate) is None
+    assert await fake_redis.get(SessionKeys("owner", "sess_1").gate) is None
 
 
 async def test_a_run_does_not_free_a_gate_taken_over_by_another(fake_redis: fakeredis.FakeAsyncRedis) -> None:
-    await fake_redis.set(SessionKeys("sess_1").gate, "g2")
+    await fake_redis.set(SessionKeys("owner", "sess_1").gate, "g2")
     await _runner(fake_redis).run(_request(SessionRef("sess_1", 3, "owner")))
-    assert await fake_redis.get(SessionKeys("sess_1").gate) == b"g2"
+    assert await fake_redis.get(SessionKeys("owner", "sess_1").gate) == b"g2"
     reply = Message("assistant", [TextPart("fine thanks")])
     assert await fake_redis.get(binding_key("owner", turn_fingerprint(ASK, reply))) is None, "nor bind its reply"
 
@@ -47,19 +47,19 @@ async def test_a_turn_taken_over_after_its_reply_does_not_bind_it(fake_redis: fa
     request = _request(SessionRef("sess_1", 3, "owner"))
     turn = SessionTurn(Scripts(fake_redis), request, request.session, ttl_s=60)  # type: ignore[arg-type]
     turn.observe(TextDelta("fine thanks"))
-    await fake_redis.set(SessionKeys("sess_1").gate, "g2")
+    await fake_redis.set(SessionKeys("owner", "sess_1").gate, "g2")
     await turn.bind()
     assert await fake_redis.keys("aiapi:reply:*") == []
-    await fake_redis.set(SessionKeys("sess_1").gate, "g1")
+    await fake_redis.set(SessionKeys("owner", "sess_1").gate, "g1")
     await turn.bind()
     assert len(await fake_redis.keys("aiapi:reply:*")) == 1
 
 
 async def test_a_cancelled_run_that_never_started_still_frees_the_gate(fake_redis: fakeredis.FakeAsyncRedis) -> None:
-    await fake_redis.set(SessionKeys("sess_1").gate, "g1")
+    await fake_redis.set(SessionKeys("owner", "sess_1").gate, "g1")
     await fake_redis.set(GenerationKeys("g1").cancel, b"1")
     await _runner(fake_redis).run(_request(SessionRef("sess_1", 3, "owner")))
-    assert await fake_redis.get(SessionKeys("sess_1").gate) is None
+    assert await fake_redis.get(SessionKeys("owner", "sess_1").gate) is None
 
 
 async def test_zero_width_mode_ends_the_reply_with_the_session_id(fake_redis: fakeredis.FakeAsyncRedis) -> None:

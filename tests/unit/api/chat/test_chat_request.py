@@ -143,3 +143,52 @@ def test_any_body_becomes_a_queueable_generation_or_a_4xx(body: bytes) -> None:
         assert 400 <= error.status < 500, error
         return
     assert decode_request(encode_request(generation)) == generation
+
+
+USER_X = [{"role": "user", "content": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"max_tokens": -1}, "max_tokens"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_completion_tokens": 2**64}, "max_completion_tokens"),
+        ({"max_tokens": 10**400}, "max_tokens"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 7}}}]},
+            "tools[0].function.parameters",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": [1]}}]},
+            "tools[0].function.parameters",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": 7}}}},
+            "response_format.json_schema.schema",
+        ),
+        ({"response_format": {"type": "json_schema"}}, "response_format"),
+        ({"response_format": {"type": "yaml"}}, "response_format"),
+        ({"response_format": "json"}, "response_format"),
+    ],
+)
+def test_out_of_range_limits_and_junk_schemas_are_400_naming_the_parameter(
+    fields: dict[str, object], param: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        _convert({"model": "m", "messages": USER_X, **fields})
+    assert caught.value.param == param and caught.value.status == 400
+
+
+def test_valid_limits_and_schemas_pass() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    generation = _convert(
+        {
+            "model": "m",
+            "messages": USER_X,
+            "max_completion_tokens": 2**31 - 1,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
+        }
+    )
+    assert generation.sampling.max_output_tokens == 2**31 - 1

@@ -9,7 +9,7 @@ import pytest
 
 from api.delivery.relay import Relay
 from shared.config import RelayConfig
-from shared.errors import ServiceUnavailable, WorkerLost
+from shared.errors import GenerationLost, ServiceUnavailable, WorkerLost
 from shared.events import Envelope, Finished, GenerationEvent, Started, TextDelta, encode_envelope
 from shared.keys import GenerationKeys
 
@@ -72,6 +72,22 @@ async def test_started_generation_without_lease_is_worker_lost(fake_redis: faker
     await _log(fake_redis, "g4", 0, Started("w"))
     with pytest.raises(WorkerLost):
         await _collect(relay.subscribe("g4").events())
+    await relay.stop()
+
+
+async def test_a_generation_whose_lease_and_log_vanished_was_lost_by_redis(
+    fake_redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    """Redis restarted empty: the worker is alive but can no longer write; the client is told so."""
+    relay = await _relay(fake_redis)
+    await fake_redis.set(GenerationKeys("g6").lease, "w")
+    await _log(fake_redis, "g6", 0, Started("w"))
+    events = relay.subscribe("g6").events()
+    assert await anext(events) == Started("w")
+    await fake_redis.flushall()
+    with pytest.raises(GenerationLost) as caught:
+        await _collect(events)
+    assert caught.value.code == "generation_lost" and "Redis restarted" in caught.value.message
     await relay.stop()
 
 

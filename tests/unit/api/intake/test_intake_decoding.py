@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.admin.keys import KeyChanges
-from api.intake.decoding import decode_body
+from api.intake.decoding import check_content_type, decode_body
 from api.responses import request as adapter
 from api.responses.store import StoredResponse
 from shared.access_config import KeyPolicy
@@ -94,3 +94,31 @@ def test_what_is_accepted_can_be_stored_and_read_back() -> None:
     stored = msgspec.json.encode(StoredResponse(shell=shell, owner="o", conversation=[], input_items=[]))
     read = _deeper(20, lambda: msgspec.json.decode(stored, type=StoredResponse))
     assert read.shell.tools == shell.tools
+
+
+@pytest.mark.parametrize("body", [rb'{"model": "\ud800"}', rb'{"model": "a\udfffb"}', rb'{"model": "\ud83d\u0041"}'])
+def test_a_lone_surrogate_escape_is_named_as_such(body: bytes) -> None:
+    with pytest.raises(InvalidRequest, match="half of a UTF-16 surrogate pair") as caught:
+        decode_body(msgspec.json.Decoder(ChatCompletionRequest), body)
+    assert "truncated" not in caught.value.message
+
+
+def test_a_surrogate_pair_is_one_character() -> None:
+    decoded = decode_body(msgspec.json.Decoder(dict[str, str]), rb'{"s": "\ud83d\ude00"}')
+    assert decoded == {"s": "\U0001f600"}
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json", "Application/JSON; charset=utf-8", "application/merge+json"]
+)
+def test_json_or_unlabelled_bodies_are_read(content_type: str | None) -> None:
+    check_content_type(content_type)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; b=x", ""]
+)
+def test_bodies_labelled_as_anything_else_are_400(content_type: str) -> None:
+    with pytest.raises(InvalidRequest, match="application/json") as caught:
+        check_content_type(content_type)
+    assert caught.value.code == "unsupported_content_type"

@@ -54,7 +54,7 @@ async def test_a_bound_reply_leads_back_to_its_session_and_the_gate_rejects(
     admitted = await sessions.enter(_http(), _generation("g1", [USER, REPLY, NEXT]), owner="o", queue_timeout_s=5)
     assert admitted.session is not None
     assert (admitted.session.id, admitted.session.fence) == ("sess_known", 1)
-    assert await fake_redis.get(SessionKeys("sess_known").gate) == b"g1"
+    assert await fake_redis.get(SessionKeys("o", "sess_known").gate) == b"g1"
     with pytest.raises(Conflict) as caught:
         await sessions.enter(_http(), _generation("g2", [USER, REPLY, NEXT]), owner="o", queue_timeout_s=5)
     assert caught.value.code == "concurrent_request" and caught.value.status == 409
@@ -71,9 +71,9 @@ async def test_cancel_previous_takes_over_with_a_higher_fence(fake_redis: fakere
     assert second.session.id == first.session.id and second.session.fence > first.session.fence
     cancel.assert_awaited_once_with("g1")
     await sessions.leave(first)  # the displaced run cannot release the new holder's gate
-    assert await fake_redis.get(SessionKeys(second.session.id).gate) == b"g2"
+    assert await fake_redis.get(SessionKeys("o", second.session.id).gate) == b"g2"
     await sessions.leave(second)
-    assert await fake_redis.get(SessionKeys(second.session.id).gate) is None
+    assert await fake_redis.get(SessionKeys("o", second.session.id).gate) is None
 
 
 async def test_allow_runs_both_ungated(fake_redis: fakeredis.FakeAsyncRedis) -> None:
@@ -100,6 +100,20 @@ async def test_zero_width_mode_reads_the_id_and_strips_every_marker(fake_redis: 
     assert admitted.messages[1].text() == "hello"
 
 
+async def test_a_marker_presented_by_another_owner_never_touches_the_owners_gate(
+    fake_redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    sessions, cancel = _sessions(fake_redis, mode="zero_width")
+    marked = Message("assistant", [TextPart("hello" + encode_zero_width("sess_zw"))])
+    history = [USER, marked, NEXT]
+    await sessions.enter(_http(), _generation("g1", history), owner="a", queue_timeout_s=5)
+    other = await sessions.enter(_http("cancel_previous"), _generation("g2", history), owner="b", queue_timeout_s=5)
+    assert other.session is not None and other.session.fence == 1
+    cancel.assert_not_awaited()
+    assert await fake_redis.get(SessionKeys("a", "sess_zw").gate) == b"g1"
+    assert await fake_redis.get(SessionKeys("b", "sess_zw").gate) == b"g2"
+
+
 async def test_an_inherited_session_wins(fake_redis: fakeredis.FakeAsyncRedis) -> None:
     sessions, _ = _sessions(fake_redis)
     admitted = await sessions.enter(
@@ -118,5 +132,7 @@ async def test_leaving_while_redis_is_away_leaves_the_gate_to_expire() -> None:
     server.connected = False
     await sessions.leave(admitted)
     server.connected = True
-    assert 0 < await redis.pttl(SessionKeys(admitted.session.id).gate) <= (5 + Settings().worker.lease_ttl_s) * 1000
+    assert (
+        0 < await redis.pttl(SessionKeys("o", admitted.session.id).gate) <= (5 + Settings().worker.lease_ttl_s) * 1000
+    )
     await redis.aclose()

@@ -254,3 +254,20 @@ def test_any_body_becomes_a_queueable_generation_or_a_4xx(body: bytes) -> None:
         return
     assert decode_request(encode_request(generation)) == generation
     assert msgspec.json.decode(msgspec.json.encode(response))["id"] == "resp_x"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"max_output_tokens": -5}, "max_output_tokens"),
+        ({"max_output_tokens": 2**64}, "max_output_tokens"),
+        ({"n": 2}, "n"),
+        ({"tools": [{"type": "function", "name": "f", "parameters": {"type": 7}}]}, "tools[0].parameters"),
+        ({"text": {"format": {"type": "json_schema", "name": "r", "schema": {"type": 7}}}}, "text.format.schema"),
+    ],
+)
+def test_out_of_range_limits_unknown_n_and_junk_schemas_are_400(fields: dict[str, object], param: str) -> None:
+    body = json.dumps({"model": "m", "input": "hi", **fields}).encode()
+    with pytest.raises(InvalidRequest) as caught:
+        _generation(body)
+    assert caught.value.param == param
