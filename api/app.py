@@ -14,6 +14,7 @@ from api import health, models
 from api.access.keys import Access
 from api.admin import admin_router
 from api.chat import routes as chat
+from api.console import console_routers, template_config
 from api.delivery.dispatch import Dispatcher
 from api.delivery.relay import Relay
 from api.errors import exception_handlers
@@ -79,18 +80,21 @@ def create_app(settings: Settings) -> Litestar:
             await engine.dispose()
 
     public = [*chat.HANDLERS, *responses.HANDLERS, *models.HANDLERS]
+    console = settings.admin.resolved_key() is not None
     return Litestar(
         route_handlers=[
             *([metrics] if settings.server.metrics else []),
             *health.HANDLERS,
             *(Router(prefix, route_handlers=public) for prefix in PUBLIC_PREFIXES),
             admin_router(),
+            *(console_routers() if console else []),
         ],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         middleware=[request_middleware],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=openapi_config(),
+        template_config=template_config() if console else None,
         logging_config=None,
         debug=False,
     )

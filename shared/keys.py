@@ -25,6 +25,7 @@ __all__ = (
     "WORKER_HEALTH",
     "AccessKeys",
     "ChannelKeys",
+    "ConsoleKeys",
     "GenerationKeys",
     "ResponseKeys",
     "SessionKeys",
@@ -189,3 +190,25 @@ class AccessKeys:
         """Hash: ``total`` and ``YYYY-MM`` (UTC month) → micro-dollars spent, checked against its budgets."""
         self.usage = f"{tag}:usage"
         """Hash: ``<metric>:<model>`` → total, for requests, errors, input, output and cached tokens."""
+
+
+class ConsoleKeys:
+    """Keys of the operator's console: its sessions, one-time login links and failed-login counters.
+
+    Each is touched alone (one command or one single-key transaction), so each has its own slot.
+    """
+
+    @staticmethod
+    def session(token_digest: str) -> str:
+        """String with a TTL: the encoded ``ConsoleSession`` behind a session cookie (keyed by its digest)."""
+        return f"{PREFIX}:{{console:{token_digest}}}:session"
+
+    @staticmethod
+    def login_link(token_digest: str) -> str:
+        """String with a TTL: present until the one-time login link with this token's digest is used."""
+        return f"{PREFIX}:{{console:{token_digest}}}:login-link"
+
+    @staticmethod
+    def failures(client: str) -> str:
+        """Counter with a TTL: wrong admin keys sent from ``client`` (an IP address) in the current window."""
+        return f"{PREFIX}:{{console-failures:{client}}}:count"

@@ -41,6 +41,8 @@ from shared.keys import ChannelKeys
 
 __all__ = (
     "HANDLERS",
+    "ChannelView",
+    "channel_view",
     "delete_account",
     "delete_channel",
     "get_channel",
@@ -144,7 +146,8 @@ def _named(body: bytes, name: str) -> bytes:
     return msgspec.json.encode(fields)
 
 
-async def _view(state: GatewayState, channel: ChannelConfig) -> ChannelView:
+async def channel_view(state: GatewayState, channel: ChannelConfig) -> ChannelView:
+    """The channel as the admin API and the console show it: keys masked, with its accounts' health."""
     redis = state.redis
     configs = channel.credential_configs()
     health = await redis.mget([ChannelKeys.health(channel.name, config.name) for config in configs])
@@ -179,13 +182,13 @@ async def _store(state: GatewayState, channel: ChannelConfig) -> None:
 @get(_PATHS, operation_class=documented(ChannelList))
 async def list_channels(request: Request[Any, Any, Any]) -> Response[bytes]:
     state = gateway_state(request)
-    return json_response(ChannelList([await _view(state, c) for c in await state.channels.effective()]))
+    return json_response(ChannelList([await channel_view(state, c) for c in await state.channels.effective()]))
 
 
 @get(f"{_PATHS}/{{name:str}}", operation_class=documented(ChannelView))
 async def get_channel(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     state = gateway_state(request)
-    return json_response(await _view(state, await _find(state, name)))
+    return json_response(await channel_view(state, await _find(state, name)))
 
 
 @put(
@@ -198,7 +201,7 @@ async def put_channel(request: Request[Any, Any, Any], name: FromPath[str]) -> R
     channel = decode_body(_channel_decoder, _named(await request.body(), name))
     channel = _unmasked(channel, await _current(state, name))
     await _store(state, channel)
-    return json_response(await _view(state, channel))
+    return json_response(await channel_view(state, channel))
 
 
 @delete(f"{_PATHS}/{{name:str}}", status_code=200, operation_class=documented(Deleted))
@@ -233,7 +236,7 @@ async def put_account(request: Request[Any, Any, Any], name: FromPath[str], acco
     accounts = [a for a in channel.accounts if a.name != account] + [body]
     updated = msgspec.structs.replace(channel, accounts=accounts)
     await _store(state, updated)
-    return json_response(await _view(state, updated))
+    return json_response(await channel_view(state, updated))
 
 
 @delete(
