@@ -141,6 +141,9 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
         if embedded is not None:
             embedded.stop()
         return 2
+    from api.console.launch import console_banner
+
+    console = console_banner(settings, redis_url)
     command = [sys.executable, "-m", "shared.cli", *(["--config", config] if config else [])]
     children = [
         subprocess.Popen([*command, "worker"], env=_worker_env(settings, redis_url, i)) for i in range(max(1, workers))
@@ -155,6 +158,8 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
         f"{'open mode (no API keys required)' if settings.access.mode == 'open' else 'keys mode (API keys required)'}",
         flush=True,
     )
+    if console is not None:
+        print(console, flush=True)
     # uvicorn stops gracefully on SIGTERM, then raises it again for the previous handler: without one of
     # ours that ends the process on the spot, and the workers and Redis started here would be left running.
     signal.signal(signal.SIGTERM, _exit_on_signal)

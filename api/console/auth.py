@@ -22,7 +22,7 @@ from shared.keys import ConsoleKeys
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ("ConsoleAuth", "ConsoleSession", "TooManyAttempts")
+__all__ = ("ConsoleAuth", "ConsoleSession", "TooManyAttempts", "same_secret", "token_digest")
 
 SESSION_TTL_S = 12 * 3600
 LINK_TTL_S = 15 * 60
@@ -48,7 +48,7 @@ _decoder = msgspec.json.Decoder(ConsoleSession)
 _encoder = msgspec.json.Encoder()
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -82,24 +82,24 @@ class ConsoleAuth:
         """A new session's cookie value."""
         token = secrets.token_urlsafe(32)
         session = ConsoleSession(csrf=secrets.token_urlsafe(24), created=int(time.time()))
-        await self._redis.set(ConsoleKeys.session(_digest(token)), _encoder.encode(session), ex=SESSION_TTL_S)
+        await self._redis.set(ConsoleKeys.session(token_digest(token)), _encoder.encode(session), ex=SESSION_TTL_S)
         return token
 
     async def session(self, token: str) -> ConsoleSession | None:
         if not token:
             return None
-        data: bytes | None = await self._redis.get(ConsoleKeys.session(_digest(token)))
+        data: bytes | None = await self._redis.get(ConsoleKeys.session(token_digest(token)))
         return _decoder.decode(data) if data else None
 
     async def close_session(self, token: str) -> None:
-        await self._redis.delete(ConsoleKeys.session(_digest(token)))
+        await self._redis.delete(ConsoleKeys.session(token_digest(token)))
 
     async def issue_link(self) -> str:
         """A one-time login token, valid for :data:`LINK_TTL_S`."""
         token = secrets.token_urlsafe(32)
-        await self._redis.set(ConsoleKeys.login_link(_digest(token)), b"1", ex=LINK_TTL_S)
+        await self._redis.set(ConsoleKeys.login_link(token_digest(token)), b"1", ex=LINK_TTL_S)
         return token
 
     async def redeem_link(self, token: str) -> bool:
         """Whether ``token`` was a live login link; it is spent either way."""
-        return await self._redis.getdel(ConsoleKeys.login_link(_digest(token))) is not None
+        return await self._redis.getdel(ConsoleKeys.login_link(token_digest(token))) is not None

@@ -88,7 +88,7 @@ def _channel(form: dict[str, str], current: ChannelConfig | None) -> ChannelConf
     else:
         for field in ("base_url", "api_key", "api_key_env", "accounts"):
             raw.pop(field, None)
-    channel: ChannelConfig = msgspec.convert(raw, ChannelConfig, strict=False)  # type: ignore[arg-type]
+    channel: ChannelConfig = msgspec.convert(raw, ChannelConfig, strict=False)
     return channel
 
 
@@ -107,7 +107,9 @@ async def save_channel(request: Request[Any, Any, Any]) -> Template | Redirect:
         return await _channels_page(request, 400, form=shown, editing=editing, error=str(exc))
     problem = channel_problem(channel)
     if problem:
-        return await _channels_page(request, 400, form=shown, editing=editing, error=f"Channel '{channel.name}': {problem}")
+        return await _channels_page(
+            request, 400, form=shown, editing=editing, error=f"Channel '{channel.name}': {problem}"
+        )
     await state.channels.put(channel)
     await state.reload_channels()
     return Redirect(f"{PREFIX}/channels", status_code=303)

@@ -108,6 +108,8 @@ async def require_session(request: Request[Any, Any, Any]) -> Response[Any] | No
             field = (await request.form()).get("csrf")
             given = field if isinstance(field, str) else None
         if not given or not same_secret(given, session.csrf):
-            return _refusal(request, 403, "This form is stale or forged (missing or wrong CSRF token); reload the page.")
+            return _refusal(
+                request, 403, "This form is stale or forged (missing or wrong CSRF token); reload the page."
+            )
     request.scope.setdefault("state", {})[_SESSION_STATE] = session
     return None

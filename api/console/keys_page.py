@@ -88,7 +88,9 @@ async def change_limits(request: Request[Any, Any, Any], name: FromPath[str]) ->
     if key is None:
         return await _keys_page(request, 404, error=f"No key named '{name}' was created here.")
     try:
-        changed = msgspec.convert({**msgspec.structs.asdict(key), **_limits(await _form(request))}, StoredKey, strict=False)
+        changed = msgspec.convert(
+            {**msgspec.structs.asdict(key), **_limits(await _form(request))}, StoredKey, strict=False
+        )
     except msgspec.ValidationError as exc:
         return await _keys_page(request, 400, error=f"Key '{name}': {exc}")
     await access.store.replace(changed)

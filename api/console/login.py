@@ -38,7 +38,12 @@ def _session_cookie(request: Request[Any, Any, Any], token: str, max_age: int = 
 def _form(request: Request[Any, Any, Any], error: str | None = None, status: int = 200) -> Template:
     token = secrets.token_urlsafe(24)
     cookie = Cookie(
-        key=_LOGIN_COOKIE, value=token, path=f"{PREFIX}/login", httponly=True, samesite="strict", secure=is_https(request)
+        key=_LOGIN_COOKIE,
+        value=token,
+        path=f"{PREFIX}/login",
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
     )
     return Template(
         template_name="login.html",

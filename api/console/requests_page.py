@@ -48,11 +48,13 @@ def _timeline(record: LedgerRecord) -> list[Step]:
 @get("/requests")
 async def requests(request: Request[Any, Any, Any], cursor: str | None = None) -> Template:
     chosen = {name: value for name in _FILTERS if (value := request.query_params.get(name, "").strip())}
-    filters = RequestFilters(**chosen)
+    filters = msgspec.convert(chosen, RequestFilters)
     try:
         found = await gateway_state(request).ledger.list_requests(filters, cursor, _PAGE)
     except BadCursor:
-        return page(request, "requests", 400, rows=[], filters=chosen, next_cursor=None, error="That page link is broken.")
+        return page(
+            request, "requests", 400, rows=[], filters=chosen, next_cursor=None, error="That page link is broken."
+        )
     rows = [(record, _clock(record.at_ms)) for record in found.data]
     return page(request, "requests", rows=rows, filters=chosen, next_cursor=found.next_cursor)
 
