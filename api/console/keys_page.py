@@ -31,6 +31,9 @@ class KeyRow(msgspec.Struct, kw_only=True):
     usage: KeyUsage
 
 
+_LIMITS = ("rpm", "tpm", "budget_tokens", "budget_usd", "budget_usd_monthly")
+
+
 def _models(text: str) -> list[str]:
     return [model.strip() for model in text.replace("\n", ",").split(",") if model.strip()]
 
@@ -39,7 +42,7 @@ def _limits(form: dict[str, str]) -> dict[str, Any]:
     """The form's limit fields as a policy's fields; msgspec checks their types and ranges."""
     return {
         "models": _models(form.get("models", "")),
-        **{field: form.get(field, "").strip() or "0" for field in ("rpm", "tpm", "budget_tokens")},
+        **{field: form.get(field, "").strip() or "0" for field in _LIMITS},
     }
 
 
