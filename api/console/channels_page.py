@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, get, post
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from api.admin.channels import channel_view
@@ -62,7 +62,7 @@ async def _channels_page(request: Request[Any, Any, Any], status: int = 200, **c
 
 
 @get("/channels")
-async def channels(request: Request[Any, Any, Any], edit: str | None = None) -> Template:
+async def channels(request: Request[Any, Any, Any], edit: FromQuery[str | None] = None) -> Template:
     if edit:
         channel = await _find(gateway_state(request), edit)
         if channel is not None:

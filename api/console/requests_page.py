@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, get
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from api.console.render import page
@@ -46,7 +46,7 @@ def _timeline(record: LedgerRecord) -> list[Step]:
 
 
 @get("/requests")
-async def requests(request: Request[Any, Any, Any], cursor: str | None = None) -> Template:
+async def requests(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Template:
     chosen = {name: value for name in _FILTERS if (value := request.query_params.get(name, "").strip())}
     filters = msgspec.convert(chosen, RequestFilters)
     try:
