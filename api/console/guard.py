@@ -76,7 +76,8 @@ def is_https(request: Request[Any, Any, Any]) -> bool:
 
 def safe_next(target: str | None) -> str:
     """Where to go after login: a console path only, never another site (``//evil``, ``https://evil``)."""
-    if target and target.startswith(PREFIX) and not target.startswith("//") and "\\" not in target:
+    within = target == PREFIX or (target or "").startswith(f"{PREFIX}/")
+    if target and within and "\\" not in target:
         return target
     return PREFIX
 
