@@ -2,11 +2,13 @@
 
 The page is a frame; its figures come from ``/console/api/overview``, which it polls every few seconds,
 so it stays live without a reload. Everything but "in flight" and "queued" is read from the ledger
-(finished generations); in flight is what this API instance relays now, queued what no worker took yet.
+(finished generations) through :mod:`api.console.figures`; in flight is what this API instance relays
+now, queued what no worker took yet.
 """
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import Any
 
@@ -14,16 +16,16 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.response import Template
 
+from api.console.figures import Figures, OverviewFigures, UsageFigures
 from api.console.render import page
 from api.metrics import REGISTRY
-from api.state import GatewayState, gateway_state
+from api.state import gateway_state
 from shared.keys import QUEUE
-from shared.ledger import UsageRow
 
 __all__ = ("HANDLERS", "Overview", "WindowFigures")
 
-_HOUR_MS = 3_600_000
-_DAY_MS = 24 * _HOUR_MS
+_STATE = "console_figures"
+_SETTLE_MARGIN_MS = 60_000
 
 
 class WindowFigures(msgspec.Struct, kw_only=True):
@@ -32,8 +34,10 @@ class WindowFigures(msgspec.Struct, kw_only=True):
     requests_per_s: float
     error_rate: float
     cost_usd: float
-    by_model: list[UsageRow]
-    by_channel: list[UsageRow]
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    by_model: list[UsageFigures]
+    by_channel: list[UsageFigures]
 
 
 class Overview(msgspec.Struct, kw_only=True):
@@ -43,39 +47,44 @@ class Overview(msgspec.Struct, kw_only=True):
     queued: int
     """Generations waiting for a worker, across the deployment."""
     hour: WindowFigures
+    """The last 60 minutes."""
     day: WindowFigures
-    hourly: list[UsageRow]
-    """The last 24 hours, one row per clock hour (``group`` is the hour's start), with TTFT p50/p95."""
+    """The last 24 clock hours, this one included."""
+    hourly: list[UsageFigures]
+    """Those 24 hours, one row each (``group`` is the hour's start, ISO 8601)."""
 
 
 _encoder = msgspec.json.Encoder()
 
 
-async def _window(state: GatewayState, since_ms: int, length_s: int) -> WindowFigures:
-    by_model = await state.ledger.usage("model", since_ms=since_ms)
-    by_channel = await state.ledger.usage("channel", since_ms=since_ms)
-    requests = sum(row.requests for row in by_model)
-    errors = sum(row.errors for row in by_model)
+def _window(figures: Figures, length_s: int) -> WindowFigures:
+    total = figures.total
     return WindowFigures(
-        requests=requests,
-        errors=errors,
-        requests_per_s=round(requests / length_s, 4),
-        error_rate=round(errors / requests, 4) if requests else 0.0,
-        cost_usd=round(sum(row.cost_usd for row in by_model), 6),
-        by_model=by_model,
-        by_channel=by_channel,
+        requests=total.requests,
+        errors=total.errors,
+        requests_per_s=round(total.requests / length_s, 4),
+        error_rate=round(total.errors / total.requests, 4) if total.requests else 0.0,
+        cost_usd=total.cost_usd,
+        ttft_p50_ms=total.ttft_p50_ms,
+        ttft_p95_ms=total.ttft_p95_ms,
+        by_model=figures.by_model,
+        by_channel=figures.by_channel,
     )
 
 
-async def overview_figures(state: GatewayState, now_ms: int) -> Overview:
-    return Overview(
-        now_ms=now_ms,
-        in_flight=int(REGISTRY.get_sample_value("aiapi_generations_in_flight") or 0),
-        queued=int(await state.redis.zcard(QUEUE)),
-        hour=await _window(state, now_ms - _HOUR_MS, 3600),
-        day=await _window(state, now_ms - _DAY_MS, 86400),
-        hourly=await state.ledger.usage("hour", since_ms=now_ms - _DAY_MS + _HOUR_MS),
-    )
+def _hour_label(start_ms: int) -> str:
+    return datetime.datetime.fromtimestamp(start_ms / 1000, tz=datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _figures(request: Request[Any, Any, Any]) -> OverviewFigures:
+    """This process's rollups, made on first use (the ledger's engine exists only once the app started)."""
+    state = gateway_state(request)
+    figures: OverviewFigures | None = getattr(request.app.state, _STATE, None)
+    if figures is None:
+        settle_ms = int(state.settings.worker.job_timeout_s * 1000) + _SETTLE_MARGIN_MS
+        figures = OverviewFigures(state.ledger.engine, settle_ms)
+        setattr(request.app.state, _STATE, figures)
+    return figures
 
 
 @get("/")
@@ -90,7 +99,16 @@ async def overview_page(request: Request[Any, Any, Any]) -> Template:
 
 @get("/api/overview")
 async def overview_data(request: Request[Any, Any, Any]) -> Response[bytes]:
-    figures = await overview_figures(gateway_state(request), int(time.time() * 1000))
+    now_ms = int(time.time() * 1000)
+    hour, day, hourly = await _figures(request).figures()
+    figures = Overview(
+        now_ms=now_ms,
+        in_flight=int(REGISTRY.get_sample_value("aiapi_generations_in_flight") or 0),
+        queued=int(await gateway_state(request).redis.zcard(QUEUE)),
+        hour=_window(hour, 3600),
+        day=_window(day, 86400),
+        hourly=[msgspec.structs.replace(figures.total, group=_hour_label(start)) for start, figures in hourly],
+    )
     return Response(_encoder.encode(figures), media_type="application/json")
 
 

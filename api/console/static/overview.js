@@ -66,11 +66,10 @@
   }
 
   function draw(figures) {
-    text("t-rps", figures.hour.requests_per_s.toFixed(2));
+    text("t-rps", figures.hour.requests_per_s.toFixed(3));
     text("t-inflight", figures.in_flight);
     text("t-queued", figures.queued);
-    const current = figures.hourly.length ? figures.hourly[figures.hourly.length - 1] : null;
-    text("t-ttft", current ? ms(current.ttft_p50_ms) + " / " + ms(current.ttft_p95_ms) : "–");
+    text("t-ttft", ms(figures.hour.ttft_p50_ms) + " / " + ms(figures.hour.ttft_p95_ms));
     text("t-errors", percent(figures.hour.error_rate) + " / " + percent(figures.day.error_rate));
     text("t-spend", dollars(figures.hour.cost_usd) + " / " + dollars(figures.day.cost_usd));
     text("ov-updated", "updated " + new Date(figures.now_ms).toLocaleTimeString());
