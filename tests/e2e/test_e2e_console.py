@@ -14,15 +14,17 @@ from tests.e2e.console_env import (
     XSS,
     browser,
     console,
+    ledger_path,
     logged_in,
     login,
     needs_chromium,
+    record_ledger,
     screenshot,
     shots,
 )
 from tests.harness import GatewayProcesses
 
-__all__ = ("browser", "console", "logged_in", "shots")
+__all__ = ("browser", "console", "ledger_path", "logged_in", "shots")
 
 pytestmark = [pytest.mark.e2e, needs_chromium]
 
@@ -198,3 +200,27 @@ def test_a_narrow_screen_gets_no_sideways_scrolling(browser: Browser, console: G
     expect(page.locator("#t-spend")).to_contain_text("$")
     screenshot(page, shots, "overview-narrow")
     context.close()
+
+
+def test_a_request_shows_in_the_log_and_its_spend_on_the_overview(
+    logged_in: Page, console: GatewayProcesses, ledger_path: Path
+) -> None:
+    # Last in this module: the requests of the tests above are recorded here too.
+    secret = _create_key(logged_in, "ledger-user")
+    with openai.OpenAI(base_url=console.base_url, api_key=secret, max_retries=0, timeout=20) as sdk:
+        sdk.chat.completions.create(model="mock-slow", messages=[{"role": "user", "content": "hi"}])
+    record_ledger(console, ledger_path)
+    logged_in.goto("/console/requests?key=ledger-user")
+    rows = logged_in.locator("#request-log tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("mock-slow")
+    expect(rows).to_contain_text("completed")
+    rows.locator("a").click()
+    expect(logged_in.locator(".timeline")).to_contain_text("first token")
+    expect(logged_in.locator("main")).to_contain_text("ledger-user")
+    logged_in.goto("/console/overview")
+    day = logged_in.locator("table[data-window='day'][data-group='model']")
+    # The figures are refreshed in the background: the first answer may predate the record.
+    expect(day).to_contain_text("mock-slow", timeout=15_000)
+    spend = float(logged_in.locator("#t-spend").inner_text().split("/")[1].strip().lstrip("$"))
+    assert spend > 1.0
