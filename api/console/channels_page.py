@@ -1,5 +1,8 @@
 """The Channels page: every channel in force, its accounts (keys masked) and health; enable, disable, add, edit.
 
+Health is the accounts' cooldowns (with the failure that started each), the generations running on the
+channel, and its last hour in the request log: requests, errors and time to first token.
+
 Changes go through the same store as the admin API (:mod:`api.admin.channels`), so every API and worker
 process picks them up within seconds. A key field left empty when editing keeps the key in force.
 """
@@ -15,6 +18,7 @@ from litestar.response import Redirect, Template
 
 from api.admin.channels import channel_view
 from api.console.guard import PREFIX
+from api.console.overview import overview_figures
 from api.console.render import page
 from api.state import GatewayState, gateway_state
 from shared.config import ChannelConfig, HttpChannel, channel_problem
@@ -56,8 +60,18 @@ async def _channels_page(request: Request[Any, Any, Any], status: int = 200, **c
     }
     context.setdefault("form", {"type": "openai", "priority": "0", "weight": "1", "max_concurrency": "0"})
     kinds = {view.name: type(view.config).__struct_config__.tag for view in views}
+    last_hour, _, _ = await overview_figures(request).figures()
+    health = {row.group: row for row in last_hour.by_channel}
     return page(
-        request, "channels", status, channels=views, kinds=kinds, running=running, types=CHANNEL_TYPES, **context
+        request,
+        "channels",
+        status,
+        channels=views,
+        kinds=kinds,
+        running=running,
+        health=health,
+        types=CHANNEL_TYPES,
+        **context,
     )
 
 

@@ -22,7 +22,7 @@ from api.metrics import REGISTRY
 from api.state import gateway_state
 from shared.keys import QUEUE
 
-__all__ = ("HANDLERS", "Overview", "WindowFigures")
+__all__ = ("HANDLERS", "Overview", "WindowFigures", "overview_figures")
 
 _STATE = "console_figures"
 _SETTLE_MARGIN_MS = 60_000
@@ -76,7 +76,7 @@ def _hour_label(start_ms: int) -> str:
     return datetime.datetime.fromtimestamp(start_ms / 1000, tz=datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _figures(request: Request[Any, Any, Any]) -> OverviewFigures:
+def overview_figures(request: Request[Any, Any, Any]) -> OverviewFigures:
     """This process's rollups, made on first use (the ledger's engine exists only once the app started)."""
     state = gateway_state(request)
     figures: OverviewFigures | None = getattr(request.app.state, _STATE, None)
@@ -100,7 +100,7 @@ async def overview_page(request: Request[Any, Any, Any]) -> Template:
 @get("/api/overview")
 async def overview_data(request: Request[Any, Any, Any]) -> Response[bytes]:
     now_ms = int(time.time() * 1000)
-    hour, day, hourly = await _figures(request).figures()
+    hour, day, hourly = await overview_figures(request).figures()
     figures = Overview(
         now_ms=now_ms,
         in_flight=int(REGISTRY.get_sample_value("aiapi_generations_in_flight") or 0),

@@ -128,6 +128,8 @@ def test_disabling_a_channel_moves_its_traffic(logged_in: Page, console: Gateway
 
         assert reply() == "Reply from A"
         logged_in.goto("/console/channels")
+        health = logged_in.locator("[data-channel='mock-a'] .health")
+        expect(health).to_contain_text("3 requests, 1 failed, first token p50 23 ms / p95 25 ms")
         logged_in.locator("[data-channel='mock-a'] button", has_text="Disable").click()
         expect(logged_in.locator("[data-channel='mock-a']")).to_contain_text("disabled")
         screenshot(logged_in, shots, "channels")
