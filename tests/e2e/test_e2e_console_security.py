@@ -11,10 +11,10 @@ from litestar.handlers import HTTPRouteHandler
 
 from api.app import create_app
 from shared.config import RedisConfig, Settings
-from tests.e2e.console_env import ADMIN_KEY, console
+from tests.e2e.console_env import ADMIN_KEY, console, ledger_path
 from tests.harness import GatewayProcesses
 
-__all__ = ("console",)
+__all__ = ("console", "ledger_path")
 
 pytestmark = pytest.mark.e2e
 
