@@ -26,11 +26,12 @@ from shared.ledger.schema import request_log
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ("Computed", "Figures", "OverviewFigures", "Rollup", "UsageFigures", "summarize")
+__all__ = ("Computed", "DayUsage", "Figures", "OverviewFigures", "Rollup", "UsageFigures", "daily_usage", "summarize")
 
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
+_DAY_MS = 24 * HOUR_MS
 _REFRESH_S = 2.0
 """Figures older than this are refreshed (in the background) when asked for."""
 
@@ -226,3 +227,46 @@ class OverviewFigures:
         if time.monotonic() - self._last[0] >= _REFRESH_S and self._refreshing is None:
             self._refreshing = asyncio.create_task(self._refresh())
         return self._last[1]
+
+
+class DayUsage(msgspec.Struct, kw_only=True):
+    day: str
+    """The UTC day, ``YYYY-MM-DD``."""
+    start_ms: int
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+async def daily_usage(engine: AsyncEngine, key: str, since_ms: int) -> list[DayUsage]:
+    """One key's totals per UTC day from ``since_ms`` on: one aggregate over the key's index, no row fetched."""
+    day = (request_log.c.at_ms - request_log.c.at_ms % _DAY_MS).label("day")
+    query = (
+        select(
+            day,
+            func.count().label("requests"),
+            func.sum(case((request_log.c.outcome != "completed", 1), else_=0)).label("errors"),
+            func.sum(request_log.c.input_tokens).label("input_tokens"),
+            func.sum(request_log.c.output_tokens).label("output_tokens"),
+            func.sum(request_log.c.cost_usd).label("cost_usd"),
+        )
+        .where(request_log.c.key == key, request_log.c.at_ms >= since_ms)
+        .group_by(day)
+        .order_by(day)
+    )
+    async with engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return [
+        DayUsage(
+            day=time.strftime("%Y-%m-%d", time.gmtime(int(row.day) // 1000)),
+            start_ms=int(row.day),
+            requests=int(row.requests),
+            errors=int(row.errors or 0),
+            input_tokens=int(row.input_tokens or 0),
+            output_tokens=int(row.output_tokens or 0),
+            cost_usd=round(float(row.cost_usd or 0), 6),
+        )
+        for row in rows
+    ]

@@ -1,5 +1,7 @@
 """The Keys page: create API keys (shown once), change their limits, disable and revoke them, and their usage.
 
+A key's own page shows its usage and spend per day, read from the request log.
+
 It works on the same store as the admin API (:mod:`api.admin.keys`); config-file keys are shown, and
 changed in the file only.
 """
@@ -17,8 +19,10 @@ from litestar.response import Redirect, Template
 from api.access.admission import access_for
 from api.access.keys import Access
 from api.access.store import KeyUsage, StoredKey
+from api.console.figures import daily_usage
 from api.console.guard import PREFIX
 from api.console.render import page
+from api.state import gateway_state
 from shared.access_config import KeyPolicy
 from shared.errors import Conflict, GatewayError
 
@@ -31,6 +35,7 @@ class KeyRow(msgspec.Struct, kw_only=True):
     usage: KeyUsage
 
 
+_DAYS = 30
 _LIMITS = ("rpm", "tpm", "budget_tokens", "budget_usd", "budget_usd_monthly")
 
 
@@ -67,6 +72,19 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
 @get("/keys")
 async def keys(request: Request[Any, Any, Any]) -> Template:
     return await _keys_page(request)
+
+
+@get("/keys/{name:str}")
+async def key_detail(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+    """One key: its limits and its usage and spend per day over the last 30 days, from the request log."""
+    access = access_for(request)
+    key = next((key for key in access.config.keys if key.name == name), None) or await access.store.find(name)
+    if key is None:
+        return await _keys_page(request, 404, error=f"No key named '{name}'.")
+    since_ms = (int(time.time()) // 86400 - _DAYS + 1) * 86_400_000
+    days = await daily_usage(gateway_state(request).ledger.engine, name, since_ms)
+    usage = await access.store.usage(name, int(time.time()))
+    return page(request, "key", key=key, usage=usage, days=days, current="keys")
 
 
 @post("/keys", status_code=200)
@@ -121,4 +139,4 @@ async def revoke_key(request: Request[Any, Any, Any], name: FromPath[str]) -> Te
     return Redirect(f"{PREFIX}/keys", status_code=303)
 
 
-HANDLERS = (keys, create_key, change_limits, toggle_key, revoke_key)
+HANDLERS = (keys, key_detail, create_key, change_limits, toggle_key, revoke_key)

@@ -36,7 +36,7 @@ def page(request: Request[Any, Any, Any], name: str, status: int = 200, **contex
     """A guarded page: ``name``'s template, with the navigation and the session's CSRF token."""
     return Template(
         template_name=f"{name}.html",
-        context={"nav": NAV, "current": name, "csrf": console_session(request).csrf, **context},
+        context={"nav": NAV, "current": context.pop("current", name), "csrf": console_session(request).csrf, **context},
         status_code=status,
         media_type="text/html",
     )

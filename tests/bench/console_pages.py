@@ -40,6 +40,7 @@ PAGES = (
     "/console/requests?model=model-2&outcome=failed",
     "/console/requests/{id}",
     "/console/keys",
+    "/console/keys/key-3",
     "/console/channels",
     "/console/sessions",
     "/console/playground",
@@ -136,7 +137,9 @@ def main() -> None:
         asyncio.run(_time_figures(database))
         embedded = None if os.environ.get("REDIS_URL") else EmbeddedRedis(data_dir=Path(folder), persist=False)
         redis_url = os.environ.get("REDIS_URL") or embedded.start()  # type: ignore[union-attr]
-        config = f'[database]\nurl = "sqlite:///{database}"\n'
+        config = (
+            f'[database]\nurl = "sqlite:///{database}"\n\n[[access.keys]]\nname = "key-3"\nkey_sha256 = "{"0" * 64}"\n'
+        )
         try:
             with (
                 GatewayProcesses(

@@ -220,6 +220,11 @@ def test_a_request_shows_in_the_log_and_its_spend_on_the_overview(
     rows.locator("a").click()
     expect(logged_in.locator(".timeline")).to_contain_text("first token")
     expect(logged_in.locator("main")).to_contain_text("ledger-user")
+    logged_in.goto("/console/keys")
+    logged_in.click("a[href='/console/keys/ledger-user']")
+    expect(logged_in.locator("#key-days tbody tr")).to_have_count(1)
+    expect(logged_in.locator("#key-days tbody tr td").nth(1)).to_have_text("1")  # its one request today
+    expect(logged_in.locator("#key-chart canvas")).to_have_count(1)
     logged_in.goto("/console/overview")
     day = logged_in.locator("table[data-window='day'][data-group='model']")
     # The figures are refreshed in the background: the first answer may predate the record.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.console.figures import HOUR_MS, OverviewFigures, Rollup
+from api.console.figures import HOUR_MS, OverviewFigures, Rollup, daily_usage
 from shared.ledger import LedgerRecord
 from shared.ledger.database import create_engine, database_url
 from shared.ledger.migrate import migrate
@@ -81,3 +82,19 @@ async def test_a_final_hour_is_read_once_and_an_open_one_again(engine: AsyncEngi
     await write_records(engine, [_record(3, 119), _record(4, 44), _record(5, 1)])
     _, day, _ = await figures.compute(NOW_MS)
     assert day.total.requests == 4
+
+
+async def test_a_keys_usage_per_day(engine: AsyncEngine) -> None:
+    await write_records(
+        engine,
+        [
+            _record(1, 5, key="k"),
+            _record(2, 6, key="k", outcome="failed"),
+            _record(3, 7, key="other"),
+            _record(4, 26 * 60, key="k", cost_usd=2.0),
+        ],
+    )
+    days = await daily_usage(engine, "k", since_ms=NOW_MS - 3 * 86_400_000)
+    assert [(day.requests, day.errors, day.cost_usd) for day in days] == [(1, 0, 2.0), (2, 1, 1.0)]
+    assert days[1].day == time.strftime("%Y-%m-%d", time.gmtime(NOW_MS // 1000))
+    assert await daily_usage(engine, "k", since_ms=NOW_MS) == []
