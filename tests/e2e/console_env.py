@@ -85,6 +85,13 @@ type = "mock"
 models = ["mock-slow"]
 tokens_per_second = 15
 reply = "one two three four five six seven eight nine ten eleven twelve"
+
+[[channels]]
+name = "mock-crawl"
+type = "mock"
+models = ["mock-crawl"]
+tokens_per_second = 4
+reply = "{crawl}"
 """
 
 
@@ -154,7 +161,7 @@ def console(redis_url: str, ledger_path: Path) -> Iterator[GatewayProcesses]:
     # pytest-asyncio's loop runs in this thread: the set-up gets a thread and a loop of its own.
     with ThreadPoolExecutor(1) as thread:
         thread.submit(asyncio.run, _prepare_ledger(database, _seed(int(time.time() * 1000)))).result()
-    config = _CONFIG.format(database=database)
+    config = _CONFIG.format(database=database, crawl=" ".join(["word"] * 60))
     with GatewayProcesses(redis_url=redis_url, config_toml=config, env={"AIAPI_ADMIN_KEY": ADMIN_KEY}) as gateway:
         yield gateway
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
@@ -180,11 +182,46 @@ def test_the_playground_streams_a_reply(logged_in: Page, shots: Path) -> None:
     screenshot(logged_in, shots, "playground")
 
 
-def test_sessions_and_keys_pages(logged_in: Page, shots: Path) -> None:
-    logged_in.goto("/console/sessions")
-    expect(logged_in.locator("h1")).to_have_text("Running conversations")
-    screenshot(logged_in, shots, "sessions")
+def test_a_running_conversation_can_be_cancelled(logged_in: Page, console: GatewayProcesses, shots: Path) -> None:
+    secret = _create_key(logged_in, "talker")
+    ended: list[str] = []
+
+    def talk() -> None:
+        # A second turn (it carries a reply), so the conversation has a session and its gate is held.
+        history = [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "tell me more"},
+        ]
+        with openai.OpenAI(base_url=console.base_url, api_key=secret, max_retries=0, timeout=30) as sdk:
+            try:
+                for _ in sdk.chat.completions.create(model="mock-crawl", messages=history, stream=True):
+                    pass
+                ended.append("finished")
+            except openai.APIError as error:
+                ended.append(f"stopped: {error}")
+
+    with ThreadPoolExecutor(1) as thread:
+        started = time.monotonic()
+        done = thread.submit(talk)
+        logged_in.goto("/console/sessions")
+        for _ in range(20):
+            if logged_in.locator("tbody button", has_text="Cancel").count():
+                break
+            logged_in.wait_for_timeout(250)
+            logged_in.reload()
+        screenshot(logged_in, shots, "sessions")
+        logged_in.locator("tbody button", has_text="Cancel").first.click()
+        done.result(timeout=20)
+    # Sixty words at four a second would take fifteen seconds; the cancel stopped it well before.
+    assert time.monotonic() - started < 12
+    assert ended and ended[0].startswith("stopped"), ended
+    expect(logged_in.locator("tbody")).to_contain_text("No conversation is running", timeout=10_000)
+
+
+def test_the_keys_page(logged_in: Page, shots: Path) -> None:
     logged_in.goto("/console/keys")
+    expect(logged_in.locator("h1")).to_have_text("API keys")
     screenshot(logged_in, shots, "keys")
 
 
