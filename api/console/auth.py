@@ -64,18 +64,21 @@ class ConsoleAuth:
     async def check_key(self, given: str, expected: str, client: str) -> bool:
         """Whether ``given`` is the admin key; a wrong one counts against ``client``.
 
-        Raises :class:`TooManyAttempts` once the client has used up its wrong tries for the window.
+        Each attempt takes a place in the window's count before the key is compared (one transaction),
+        so parallel guesses cannot slip past the limit; a right key gives its place back. Raises
+        :class:`TooManyAttempts` once the client has used up its tries for the window.
         """
         counter = ConsoleKeys.failures(client)
-        failures = int(await self._redis.get(counter) or 0)
-        if failures >= MAX_FAILURES:
-            raise TooManyAttempts(max(1, int(await self._redis.ttl(counter))))
-        if same_secret(given, expected):
-            return True
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(counter)
             pipe.expire(counter, FAILURE_WINDOW_S, nx=True)
-            await pipe.execute()
+            pipe.ttl(counter)
+            attempts, _, ttl = await pipe.execute()
+        if attempts > MAX_FAILURES:
+            raise TooManyAttempts(max(1, int(ttl)))
+        if same_secret(given, expected):
+            await self._redis.decr(counter)
+            return True
         return False
 
     async def open_session(self) -> str:

@@ -88,7 +88,7 @@ def console_session(request: Request[Any, Any, Any]) -> ConsoleSession:
     return session
 
 
-def _refusal(request: Request[Any, Any, Any], status: int, message: str) -> Response[str]:
+def _refusal(status: int, message: str) -> Response[str]:
     return Response(message, status_code=status, media_type="text/plain")
 
 
@@ -100,7 +100,7 @@ async def require_session(request: Request[Any, Any, Any]) -> Response[Any] | No
         wants_page = request.method in _SAFE_METHODS and not request.url.path.startswith(f"{PREFIX}/api/")
         if wants_page:
             return Redirect(f"{PREFIX}/login?next={quote(request.url.path)}", status_code=303)
-        return _refusal(request, 401, "Log in to the console first.")
+        return _refusal(401, "Log in to the console first.")
     if request.method not in _SAFE_METHODS:
         given = request.headers.get("x-csrf-token")
         if given is None and request.headers.get("content-type", "").startswith(
@@ -109,8 +109,6 @@ async def require_session(request: Request[Any, Any, Any]) -> Response[Any] | No
             field = (await request.form()).get("csrf")
             given = field if isinstance(field, str) else None
         if not given or not same_secret(given, session.csrf):
-            return _refusal(
-                request, 403, "This form is stale or forged (missing or wrong CSRF token); reload the page."
-            )
+            return _refusal(403, "This form is stale or forged (missing or wrong CSRF token); reload the page.")
     request.scope.setdefault("state", {})[_SESSION_STATE] = session
     return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import fakeredis
 import pytest
 
@@ -55,3 +57,19 @@ async def test_the_failure_window_is_not_extended_by_more_failures(fake_redis: f
     await fake_redis.expire(ConsoleKeys.failures("10.0.0.3"), 5)
     await auth.check_key("guess", "right", "10.0.0.3")
     assert await fake_redis.ttl(ConsoleKeys.failures("10.0.0.3")) <= 5
+
+
+async def test_parallel_guesses_cannot_slip_past_the_limit(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    auth = ConsoleAuth(fake_redis)
+    answers = await asyncio.gather(
+        *(auth.check_key("guess", "right", "10.0.0.4") for _ in range(3 * MAX_FAILURES)), return_exceptions=True
+    )
+    assert answers.count(False) == MAX_FAILURES
+    assert all(isinstance(answer, TooManyAttempts) for answer in answers if answer is not False)
+
+
+async def test_right_keys_use_up_nothing(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    auth = ConsoleAuth(fake_redis)
+    for _ in range(3 * MAX_FAILURES):
+        assert await auth.check_key("right", "right", "10.0.0.5")
+    assert not await auth.check_key("guess", "right", "10.0.0.5")
