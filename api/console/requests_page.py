@@ -17,8 +17,8 @@ from litestar.response import Template
 from api.console.render import page
 from api.state import gateway_state
 from shared.keys import GenerationKeys, ResponseKeys
-from shared.ledger import LedgerRecord, RequestFilters
-from shared.ledger.queries import BadCursor
+from shared.ledger.queries import BadCursor, RequestFilters
+from shared.ledger.record import LedgerRecord
 
 __all__ = ("HANDLERS",)
 

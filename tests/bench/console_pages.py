@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 
 from api.console.figures import OverviewFigures
-from shared.ledger import LedgerRecord
 from shared.ledger.database import create_engine, database_url
 from shared.ledger.migrate import migrate
+from shared.ledger.record import LedgerRecord
 from shared.ledger.writer import write_records
 from shared.ledger_config import DatabaseConfig
 from shared.redis_server import EmbeddedRedis

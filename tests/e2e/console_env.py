@@ -18,14 +18,12 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
-from redis.asyncio import Redis
 
-from shared.ledger import LedgerRecord
 from shared.ledger.database import create_engine, database_url
 from shared.ledger.migrate import migrate
-from shared.ledger.recorder import Recorder
+from shared.ledger.record import LedgerRecord
 from shared.ledger.writer import write_records
-from shared.ledger_config import DatabaseConfig, LedgerConfig
+from shared.ledger_config import DatabaseConfig
 from tests.harness import GatewayProcesses
 
 __all__ = (
@@ -38,7 +36,6 @@ __all__ = (
     "logged_in",
     "login",
     "needs_chromium",
-    "record_ledger",
     "screenshot",
     "shots",
 )
@@ -54,13 +51,6 @@ needs_chromium = pytest.mark.skipif(
 _CONFIG = """
 [access]
 mode = "keys"
-
-[database]
-url = "sqlite:///{database}"
-
-[prices."mock-1"]
-input = 2.0
-output = 4.0
 
 [prices."mock-slow"]
 input = 100000.0
@@ -136,33 +126,16 @@ def ledger_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("console") / "ledger.db"
 
 
-async def _drain(redis_url: str, path: Path) -> None:
-    engine = create_engine(database_url(DatabaseConfig(url=f"sqlite:///{path}"), str(path.parent)))
-    redis = Redis.from_url(redis_url)
-    try:
-        recorder = Recorder(redis, engine, LedgerConfig(), consumer="console-tests", block_ms=200)
-        await recorder.start()
-        while await recorder.step():
-            pass
-    finally:
-        await redis.aclose()
-        await engine.dispose()
-
-
-def record_ledger(console: GatewayProcesses, ledger_path: Path) -> None:
-    """Move what the workers appended to the ledger stream into the database, as the recorder does."""
-    with ThreadPoolExecutor(1) as thread:
-        thread.submit(asyncio.run, _drain(console.redis_url, ledger_path)).result()
-
-
 @pytest.fixture(scope="module")
 def console(redis_url: str, ledger_path: Path) -> Iterator[GatewayProcesses]:
     database = ledger_path
     # pytest-asyncio's loop runs in this thread: the set-up gets a thread and a loop of its own.
     with ThreadPoolExecutor(1) as thread:
         thread.submit(asyncio.run, _prepare_ledger(database, _seed(int(time.time() * 1000)))).result()
-    config = _CONFIG.format(database=database, crawl=" ".join(["word"] * 60))
-    with GatewayProcesses(redis_url=redis_url, config_toml=config, env={"AIAPI_ADMIN_KEY": ADMIN_KEY}) as gateway:
+    config = _CONFIG.format(crawl=" ".join(["word"] * 60))
+    env = {"AIAPI_ADMIN_KEY": ADMIN_KEY, "DATABASE_URL": f"sqlite:///{database}"}
+    with GatewayProcesses(redis_url=redis_url, config_toml=config, env=env) as gateway:
+        gateway.start_recorder()
         yield gateway
 
 

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.console.figures import HOUR_MS, OverviewFigures, Rollup, daily_usage
-from shared.ledger import LedgerRecord
 from shared.ledger.database import create_engine, database_url
 from shared.ledger.migrate import migrate
+from shared.ledger.record import LedgerRecord
 from shared.ledger.writer import write_records
 from shared.ledger_config import DatabaseConfig
 
