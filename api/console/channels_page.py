@@ -17,6 +17,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from api.admin.channels import channel_view
+from api.console.figures import LEDGER_DOWN
 from api.console.guard import PREFIX
 from api.console.overview import overview_figures
 from api.console.render import page
@@ -60,8 +61,12 @@ async def _channels_page(request: Request[Any, Any, Any], status: int = 200, **c
     }
     context.setdefault("form", {"type": "openai", "priority": "0", "weight": "1", "max_concurrency": "0"})
     kinds = {view.name: type(view.config).__struct_config__.tag for view in views}
-    last_hour, _, _ = await overview_figures(request).figures()
-    health = {row.group: row for row in last_hour.by_channel}
+    try:
+        last_hour, _, _ = await overview_figures(request).figures()
+        health = {row.group: row for row in last_hour.by_channel}
+    except LEDGER_DOWN:
+        health = {}
+        context.setdefault("note", "The request log is unavailable: the channels' last hour is not shown.")
     return page(
         request,
         "channels",

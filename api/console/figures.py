@@ -20,16 +20,30 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import ColumnElement, Integer, case, cast, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared.ledger.schema import request_log
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ("Computed", "DayUsage", "Figures", "OverviewFigures", "Rollup", "UsageFigures", "daily_usage", "summarize")
+__all__ = (
+    "LEDGER_DOWN",
+    "Computed",
+    "DayUsage",
+    "Figures",
+    "OverviewFigures",
+    "Rollup",
+    "UsageFigures",
+    "daily_usage",
+    "summarize",
+)
 
 log = logging.getLogger(__name__)
 
+LEDGER_DOWN = (SQLAlchemyError, OSError)
+"""What reading a request log that cannot answer (its database down, or not migrated yet) raises: the
+console shows the rest of its pages and says so, rather than failing."""
 HOUR_MS = 3_600_000
 _DAY_MS = 24 * HOUR_MS
 _REFRESH_S = 2.0
@@ -208,8 +222,8 @@ class OverviewFigures:
     async def _refresh(self) -> None:
         try:
             self._last = (time.monotonic(), await self.compute(int(time.time() * 1000)))
-        except Exception:
-            log.exception("the overview's figures could not be computed")
+        except LEDGER_DOWN as exc:
+            log.warning("the overview's figures could not be computed: %s", exc)
         finally:
             self._refreshing = None
 

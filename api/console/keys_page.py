@@ -19,7 +19,7 @@ from litestar.response import Redirect, Template
 from api.access.admission import access_for
 from api.access.keys import Access
 from api.access.store import KeyUsage, StoredKey
-from api.console.figures import daily_usage
+from api.console.figures import LEDGER_DOWN, daily_usage
 from api.console.guard import PREFIX
 from api.console.render import page
 from api.state import gateway_state
@@ -82,9 +82,12 @@ async def key_detail(request: Request[Any, Any, Any], name: FromPath[str]) -> Te
     if key is None:
         return await _keys_page(request, 404, error=f"No key named '{name}'.")
     since_ms = (int(time.time()) // 86400 - _DAYS + 1) * 86_400_000
-    days = await daily_usage(gateway_state(request).ledger.engine, name, since_ms)
+    try:
+        days, error = await daily_usage(gateway_state(request).ledger.engine, name, since_ms), None
+    except LEDGER_DOWN:
+        days, error = [], "The request log's database is unavailable: the usage per day is not shown."
     usage = await access.store.usage(name, int(time.time()))
-    return page(request, "key", key=key, usage=usage, days=days, current="keys")
+    return page(request, "key", key=key, usage=usage, days=days, error=error, current="keys")
 
 
 @post("/keys", status_code=200)

@@ -16,7 +16,7 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.response import Template
 
-from api.console.figures import Figures, OverviewFigures, UsageFigures
+from api.console.figures import LEDGER_DOWN, Figures, OverviewFigures, UsageFigures
 from api.console.render import page
 from api.metrics import REGISTRY
 from api.state import gateway_state
@@ -100,7 +100,10 @@ async def overview_page(request: Request[Any, Any, Any]) -> Template:
 @get("/api/overview")
 async def overview_data(request: Request[Any, Any, Any]) -> Response[bytes]:
     now_ms = int(time.time() * 1000)
-    hour, day, hourly = await overview_figures(request).figures()
+    try:
+        hour, day, hourly = await overview_figures(request).figures()
+    except LEDGER_DOWN:
+        return Response(b'{"error": "ledger_unavailable"}', status_code=503, media_type="application/json")
     figures = Overview(
         now_ms=now_ms,
         in_flight=int(REGISTRY.get_sample_value("aiapi_generations_in_flight") or 0),

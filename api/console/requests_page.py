@@ -14,6 +14,7 @@ from litestar import Request, get
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
+from api.console.figures import LEDGER_DOWN
 from api.console.render import page
 from api.state import gateway_state
 from shared.keys import GenerationKeys, ResponseKeys
@@ -22,6 +23,7 @@ from shared.ledger.record import LedgerRecord
 
 __all__ = ("HANDLERS",)
 
+_DOWN = "The request log's database is unavailable."
 _PAGE = 50
 _EVENTS_SHOWN = 500
 _FILTERS = ("key", "model", "channel", "outcome")
@@ -55,6 +57,8 @@ async def requests(request: Request[Any, Any, Any], cursor: FromQuery[str | None
         return page(
             request, "requests", 400, rows=[], filters=chosen, next_cursor=None, error="That page link is broken."
         )
+    except LEDGER_DOWN:
+        return page(request, "requests", 503, rows=[], filters=chosen, next_cursor=None, error=_DOWN)
     rows = [(record, _clock(record.at_ms)) for record in found.data]
     return page(request, "requests", rows=rows, filters=chosen, next_cursor=found.next_cursor)
 
@@ -62,12 +66,27 @@ async def requests(request: Request[Any, Any, Any], cursor: FromQuery[str | None
 @get("/requests/{generation:str}")
 async def request_detail(request: Request[Any, Any, Any], generation: FromPath[str]) -> Template:
     state = gateway_state(request)
-    record = await state.ledger.get_request(generation)
+    try:
+        record = await state.ledger.get_request(generation)
+        error = None
+    except LEDGER_DOWN:
+        record, error = None, _DOWN
     entries = await state.redis.xrange(GenerationKeys(generation).events, count=_EVENTS_SHOWN)
     events = [fields[b"e"].decode(errors="replace") for _, fields in entries]
     stored: bytes | None = await state.redis.get(ResponseKeys(generation).record)
     if record is None and not events:
-        return page(request, "request", 404, record=None, generation=generation, events=[], stored=None, steps=[])
+        status = 503 if error else 404
+        return page(
+            request,
+            "request",
+            status,
+            record=None,
+            generation=generation,
+            events=[],
+            stored=None,
+            steps=[],
+            error=error,
+        )
     return page(
         request,
         "request",
@@ -76,6 +95,7 @@ async def request_detail(request: Request[Any, Any, Any], generation: FromPath[s
         steps=_timeline(record) if record else [],
         events=events,
         stored=stored.decode(errors="replace") if stored else None,
+        error=error,
     )
 
 

@@ -137,14 +137,11 @@ def main() -> None:
         asyncio.run(_time_figures(database))
         embedded = None if os.environ.get("REDIS_URL") else EmbeddedRedis(data_dir=Path(folder), persist=False)
         redis_url = os.environ.get("REDIS_URL") or embedded.start()  # type: ignore[union-attr]
-        config = (
-            f'[database]\nurl = "sqlite:///{database}"\n\n[[access.keys]]\nname = "key-3"\nkey_sha256 = "{"0" * 64}"\n'
-        )
+        config = f'[[access.keys]]\nname = "key-3"\nkey_sha256 = "{"0" * 64}"\n'
+        env = {"AIAPI_ADMIN_KEY": ADMIN_KEY, "DATABASE_URL": f"sqlite:///{database}"}
         try:
             with (
-                GatewayProcesses(
-                    redis_url=redis_url, config_toml=config, env={"AIAPI_ADMIN_KEY": ADMIN_KEY}
-                ) as gateway,
+                GatewayProcesses(redis_url=redis_url, config_toml=config, env=env) as gateway,
                 httpx.Client(base_url=gateway.base_url.removesuffix("/v1"), timeout=30) as client,
             ):
                 _login(client)

@@ -147,3 +147,19 @@ def test_wrong_keys_are_rate_limited_per_client(console: GatewayProcesses) -> No
         refused = attempt(ADMIN_KEY)
         assert refused.status_code == 429
         assert int(refused.headers["retry-after"]) > 0
+
+
+def test_pages_say_so_when_the_request_log_cannot_answer(redis_url: str) -> None:
+    # The harness's own database, never migrated: every read of the request log fails.
+    with (
+        GatewayProcesses(redis_url=redis_url, config_toml="", env={"AIAPI_ADMIN_KEY": ADMIN_KEY}) as gateway,
+        httpx.Client(base_url=gateway.base_url.removesuffix("/v1")) as client,
+    ):
+        _logged_in(client)
+        assert client.get("/console/api/overview").status_code == 503
+        for path in ("/console/requests", "/console/requests/some-id"):
+            answer = client.get(path)
+            assert answer.status_code == 503 and "unavailable" in answer.text, path
+        for path in ("/console/overview", "/console/keys", "/console/channels", "/console/sessions"):
+            assert client.get(path).status_code == 200, path
+        assert "The request log is unavailable" in client.get("/console/channels").text

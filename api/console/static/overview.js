@@ -98,6 +98,7 @@
         return;
       }
       if (response.ok) draw(await response.json());
+      else text("ov-updated", response.status === 503 ? "(the request log is unavailable)" : "(error " + response.status + ")");
     } finally {
       setTimeout(poll, POLL_MS);
     }
