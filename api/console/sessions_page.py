@@ -29,13 +29,16 @@ _SHOWN = 200
 
 
 class GateRow(msgspec.Struct):
+    owner: str
+    """The client identity the session belongs to (a digest naming its API key, not the key itself)."""
     session: str
     generation: str
     expires_ms: int
 
 
-def _session_of(key: bytes) -> str:
-    return key.decode().removeprefix(f"{KEY_PREFIX}:{{").removesuffix("}:gate")
+def _owner_and_session(key: bytes) -> tuple[str, str]:
+    owner, _, session = key.decode().removeprefix(f"{KEY_PREFIX}:{{").removesuffix("}:gate").rpartition(":")
+    return owner, session
 
 
 @get("/sessions")
@@ -44,7 +47,7 @@ async def sessions(request: Request[Any, Any, Any]) -> Template:
     found: list[bytes] = []
     cursor, scanned = 0, 0
     while True:
-        cursor, batch = await redis.scan(cursor, match=SessionKeys("*").gate, count=_SCAN_BATCH)
+        cursor, batch = await redis.scan(cursor, match=SessionKeys("*", "*").gate, count=_SCAN_BATCH)
         found.extend(batch)
         scanned += _SCAN_BATCH
         if cursor == 0 or scanned >= _SCAN_LIMIT or len(found) >= _SHOWN:
@@ -56,7 +59,7 @@ async def sessions(request: Request[Any, Any, Any]) -> Template:
             pipe.pttl(key)
         answers = await pipe.execute()
     rows = [
-        GateRow(_session_of(key), holder.decode(), ttl)
+        GateRow(*_owner_and_session(key), holder.decode(), ttl)
         for key, holder, ttl in zip(found, answers[::2], answers[1::2], strict=True)
         if holder is not None
     ]
