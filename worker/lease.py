@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from shared.scripts import Scripts
     from worker.session_turn import SessionTurn
 
-__all__ = ("Acquired", "GenerationLease", "LeaseLost")
+__all__ = ("Acquired", "GenerationLease", "LeaseLost", "StopReason")
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,20 @@ class Acquired(enum.IntEnum):
     TAKEN = 1
     HELD_ELSEWHERE = 0
     CANCELLED = -1
+
+
+class StopReason(enum.StrEnum):
+    """Why a running generation was stopped from outside its own flow; the value is its ``outcome`` label.
+
+    Typed so that the runner's choice of error for each reason is checked to be exhaustive, instead of a
+    new reason raising ``KeyError`` inside the ``CancelledError`` handler that reports it.
+    """
+
+    CANCELLED = "cancelled"
+    SHUTDOWN = "shutdown"
+    SUPERSEDED = "superseded"
+    ORPHANED = "orphaned"
+    LEASE_LOST = "lease_lost"
 
 
 class GenerationLease:
@@ -63,7 +77,7 @@ class GenerationLease:
 
     async def keep(
         self,
-        on_stop: Callable[[str], None],
+        on_stop: Callable[[StopReason], object],
         turn: SessionTurn | None = None,
         listening: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
@@ -91,12 +105,12 @@ class GenerationLease:
                 if self.ending:
                     return
                 if state == 1 and turn is not None and not await turn.hold(self._ttl_ms):
-                    on_stop("superseded")
+                    on_stop(StopReason.SUPERSEDED)
                     return
                 if state == 1 and listening is not None:
                     unheard = 0 if await listening() else unheard + 1
                     if unheard == 2:
-                        on_stop("orphaned")
+                        on_stop(StopReason.ORPHANED)
                         return
             except RedisError as exc:
                 # Keep trying, and soon: the lease outlives a missed renewal, and Redis may be back in a moment.
@@ -106,10 +120,10 @@ class GenerationLease:
                 continue
             delay = interval - asyncio.get_running_loop().time() % interval
             if state == 0:
-                on_stop("lease_lost")
+                on_stop(StopReason.LEASE_LOST)
                 return
             if state == 2:
-                on_stop("cancelled")
+                on_stop(StopReason.CANCELLED)
                 return
 
     async def release(self) -> None:

@@ -13,7 +13,7 @@ import functools
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 import msgspec
 from redis.exceptions import RedisError
@@ -26,7 +26,7 @@ from shared.ledger.prices import PriceBook
 from shared.usage import UsageLedger
 from worker.accounting import Tally
 from worker.emitter import EventEmitter
-from worker.lease import Acquired, GenerationLease, LeaseLost
+from worker.lease import Acquired, GenerationLease, LeaseLost, StopReason
 from worker.metrics import GENERATIONS, IN_FLIGHT
 from worker.presence import ApiPresence
 from worker.session_turn import SessionTurn
@@ -37,19 +37,30 @@ if TYPE_CHECKING:
     from shared.scripts import Scripts
     from worker.routing import Router
 
-__all__ = ("GenerationRunner",)
+__all__ = ("GenerationRunner", "stop_error")
 
 log = logging.getLogger(__name__)
 
 _ANNOUNCE_S = 0.05
 """How long an event nobody waits for (``Started``, ``Usage``) may wait to share a write with the next."""
 
-_STOP_ERRORS: dict[str, GatewayError] = {
-    "cancelled": ClientClosed("The request was cancelled."),
-    "shutdown": ServiceUnavailable("The worker shut down before the generation finished.", code="worker_shutdown"),
-    "superseded": Conflict("A newer request in this conversation took over.", code="superseded"),
-    "orphaned": ClientClosed("The API instance holding the client's connection is gone.", code="api_gone"),
-}
+
+def stop_error(reason: StopReason) -> GatewayError | None:
+    """The error a generation stopped for ``reason`` reports, or None when it must report nothing (a
+    lost lease: the new holder, or the API's liveness check, speaks for it)."""
+    match reason:
+        case StopReason.CANCELLED:
+            return ClientClosed("The request was cancelled.")
+        case StopReason.SHUTDOWN:
+            return ServiceUnavailable("The worker shut down before the generation finished.", code="worker_shutdown")
+        case StopReason.SUPERSEDED:
+            return Conflict("A newer request in this conversation took over.", code="superseded")
+        case StopReason.ORPHANED:
+            return ClientClosed("The API instance holding the client's connection is gone.", code="api_gone")
+        case StopReason.LEASE_LOST:
+            return None
+        case _:
+            assert_never(reason)
 
 
 class GenerationRunner:
@@ -67,7 +78,7 @@ class GenerationRunner:
         self._router = router
         self.worker_id = worker_id
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._stop_reasons: dict[str, str] = {}
+        self._stop_reasons: dict[str, StopReason] = {}
         self._ledger = UsageLedger(scripts.redis)
         self._prices = prices or PriceBook(scripts.redis, settings.prices)
         self._presence = ApiPresence(scripts.batcher)
@@ -76,7 +87,7 @@ class GenerationRunner:
     def running(self) -> int:
         return len(self._running)
 
-    def cancel(self, generation_id: str, reason: str = "cancelled") -> bool:
+    def cancel(self, generation_id: str, reason: StopReason = StopReason.CANCELLED) -> bool:
         """Stop a generation running in this process; the provider call is cancelled with it."""
         task = self._running.get(generation_id)
         if task is None:
@@ -136,13 +147,10 @@ class GenerationRunner:
         assert task is not None
         self._running[request.id] = task
 
-        def stop(reason: str) -> None:
-            self.cancel(request.id, reason)
-
         listening = None
         if request.reply_to and not request.detached:
             listening = functools.partial(self._presence.alive, request.reply_to)
-        heartbeat = asyncio.create_task(lease.keep(stop, turn, listening))
+        heartbeat = asyncio.create_task(lease.keep(functools.partial(self.cancel, request.id), turn, listening))
         tally = Tally(request, self._settings.ledger, self._prices)
         outcome = "abandoned"
         started = time.perf_counter()
@@ -150,10 +158,12 @@ class GenerationRunner:
         try:
             outcome = await self._generate(request, emitter, turn, tally)
         except asyncio.CancelledError:
-            outcome = self._stop_reasons.get(request.id, "shutdown")
-            if outcome != "lease_lost":
-                tally.error = _STOP_ERRORS[outcome].info()
-                await asyncio.shield(self._fail(request, emitter, _STOP_ERRORS[outcome], turn))
+            reason = self._stop_reasons.get(request.id, StopReason.SHUTDOWN)
+            outcome = reason.value
+            error = stop_error(reason)
+            if error is not None:
+                tally.error = error.info()
+                await asyncio.shield(self._fail(request, emitter, error, turn))
         finally:
             IN_FLIGHT.dec()
             GENERATIONS.labels(outcome).inc()

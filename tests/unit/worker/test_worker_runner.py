@@ -23,11 +23,15 @@ from shared.usage import Billing
 from tests.pubsub import next_message
 from tests.runners import build_runner
 from worker.emitter import EventEmitter
-from worker.lease import Acquired, GenerationLease, LeaseLost
-from worker.metrics import GENERATIONS
+from worker.lease import Acquired, GenerationLease, LeaseLost, StopReason
+from worker.metrics import REGISTRY
 from worker.providers import Provider, ProviderOutput, UpstreamCall
 from worker.registry import ProviderRegistry
 from worker.runner import GenerationRunner
+
+
+def _generations(outcome: str) -> float:
+    return REGISTRY.get_sample_value("aiapi_worker_generations_total", {"outcome": outcome}) or 0.0
 
 
 def _request(generation_id: str, model: str = "mock-1") -> GenerationRequest:
@@ -100,6 +104,36 @@ async def test_cancel_stops_the_provider_and_frees_the_lease(fake_redis: fakered
     assert isinstance(events[-1], Failed) and events[-1].error.status == 499
     assert len(events) < 20
     assert not await fake_redis.exists(GenerationKeys("g4").lease)
+
+
+@pytest.mark.parametrize(
+    ("reason", "error"),
+    [
+        (StopReason.CANCELLED, (499, "cancelled")),
+        (StopReason.SHUTDOWN, (503, "worker_shutdown")),
+        (StopReason.SUPERSEDED, (409, "superseded")),
+        (StopReason.ORPHANED, (499, "api_gone")),
+        (StopReason.LEASE_LOST, None),
+    ],
+)
+async def test_each_stop_reason_ends_the_run_with_its_own_error(
+    fake_redis: fakeredis.FakeAsyncRedis, reason: StopReason, error: tuple[int, str] | None
+) -> None:
+    before = _generations(reason.value)
+    runner = _runner(fake_redis, MockChannel(name="mock", models=["mock-1"], tokens_per_second=50, reply="a " * 100))
+    task = asyncio.create_task(runner.run(_request("g11")))
+    for _ in range(200):  # until it streams
+        if any(isinstance(e.event, TextDelta) for e in await _log(fake_redis, "g11")):
+            break
+        await asyncio.sleep(0.01)
+    assert runner.cancel("g11", reason)
+    await task
+    last = (await _log(fake_redis, "g11"))[-1].event
+    if error is None:
+        assert not isinstance(last, Failed | Finished), "a lost lease reports nothing: its new holder speaks"
+    else:
+        assert isinstance(last, Failed) and (last.error.status, last.error.code) == error
+    assert _generations(reason.value) == before + 1
 
 
 async def test_a_generation_runs_once_even_if_delivered_twice(fake_redis: fakeredis.FakeAsyncRedis) -> None:
@@ -204,18 +238,18 @@ async def _billed(redis: fakeredis.FakeAsyncRedis, generation_id: str) -> Genera
 
 
 async def test_a_finished_generation_is_charged_its_reported_usage(fake_redis: fakeredis.FakeAsyncRedis) -> None:
-    completed = GENERATIONS.labels("completed")._value.get()
+    completed = _generations("completed")
     runner = _runner(fake_redis, MockChannel(name="mock", models=["mock-1"], reply="one two three"))
     await runner.run(await _billed(fake_redis, "u1"))
     usage = await KeyStore(fake_redis).usage("team", now_s=int(time.time()))
     assert (usage.total.requests, usage.total.errors, usage.total.estimated) == (1, 0, 0)
     assert (usage.total.input_tokens, usage.total.output_tokens) == (2, 3)
     assert usage.tokens_last_minute == 5, "the 9 tokens reserved were settled to the real 5"
-    assert GENERATIONS.labels("completed")._value.get() == completed + 1
+    assert _generations("completed") == completed + 1
 
 
 async def test_a_cancelled_generation_is_charged_an_estimate(fake_redis: fakeredis.FakeAsyncRedis) -> None:
-    cancelled = GENERATIONS.labels("cancelled")._value.get()
+    cancelled = _generations("cancelled")
     channel = MockChannel(name="mock", models=["mock-1"], tokens_per_second=20, reply="abcdefgh " * 100)
     runner = _runner(fake_redis, channel)
     task = asyncio.create_task(runner.run(await _billed(fake_redis, "u2")))
@@ -227,4 +261,4 @@ async def test_a_cancelled_generation_is_charged_an_estimate(fake_redis: fakered
     assert (usage.requests, usage.errors, usage.estimated) == (1, 1, 1)
     # "hello there" is 11 characters: 3 tokens; the output is what had been streamed when it stopped.
     assert usage.input_tokens == 3 and usage.output_tokens == -(-len(streamed) // 4) > 0
-    assert GENERATIONS.labels("cancelled")._value.get() == cancelled + 1
+    assert _generations("cancelled") == cancelled + 1
