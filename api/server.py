@@ -23,7 +23,7 @@ def serve_api(settings: Settings, *, sock: socket.socket | None = None) -> None:
         lifespan="on",
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=settings.worker.shutdown_grace_s,
+        timeout_graceful_shutdown=settings.worker.drain_s,
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock] if sock is not None else None)

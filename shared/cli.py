@@ -172,7 +172,7 @@ def _up(settings: Settings, config: str | None, workers: int) -> int:
             child.send_signal(signal.SIGTERM)
         for child in children:
             try:
-                child.wait(timeout=settings.worker.shutdown_grace_s + 5)
+                child.wait(timeout=settings.worker.drain_s + 5)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()

@@ -122,8 +122,8 @@ class WorkerConfig(_Section, frozen=True, kw_only=True):
     """How long a generation's lease outlives a silent worker; it is renewed every third of it."""
     job_timeout_s: float = 900.0
     """Hard ceiling on one generation."""
-    shutdown_grace_s: int = 20
-    """On SIGTERM, how long running generations may finish before they are cancelled."""
+    drain_s: int = 30
+    """On SIGTERM, how long running generations may finish before they are stopped with a clean error."""
     metrics_port: int = 0
     """Serve this worker's Prometheus metrics on this port (0: off). ``aiapi up`` gives worker *i* port + i."""
 

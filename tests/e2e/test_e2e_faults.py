@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import openai
 import pytest
 from redis import Redis
 
+from shared.keys import QUEUE
 from shared.redis_server import EmbeddedRedis
 from tests.e2e.conftest import gateway_config
 from tests.fakes.openai_upstream import RunningFakeUpstream
@@ -114,7 +116,7 @@ def test_no_worker_means_503_not_a_hang(redis_url: str) -> None:
 
 
 def test_sigterm_lets_running_generations_finish(redis_url: str) -> None:
-    config = "[worker]\nshutdown_grace_s = 5\n" + SLOW_MOCK.format(rate=10, reply=" ".join(f"w{i}" for i in range(15)))
+    config = "[worker]\ndrain_s = 5\n" + SLOW_MOCK.format(rate=10, reply=" ".join(f"w{i}" for i in range(15)))
     with GatewayProcesses(redis_url=redis_url, config_toml=config) as gateway:
         with openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk:
             text = []
@@ -125,6 +127,64 @@ def test_sigterm_lets_running_generations_finish(redis_url: str) -> None:
                         gateway.workers[0].send_signal(signal.SIGTERM)
             assert "".join(text) == " ".join(f"w{i}" for i in range(15))
         assert gateway.workers[0].wait(timeout=10) == 0
+
+
+DRAIN = """
+[worker]
+drain_s = 2
+[relay]
+queue_timeout_s = 1.5
+[[channels]]
+name = "short"
+type = "mock"
+models = ["short-mock"]
+tokens_per_second = 10
+reply = "{short}"
+[[channels]]
+name = "long"
+type = "mock"
+models = ["long-mock"]
+tokens_per_second = 10
+reply = "{long}"
+"""
+
+
+def test_sigterm_under_load_drains_then_exits_clean(redis_url: str) -> None:
+    short, long = " ".join(f"s{i}" for i in range(12)), " ".join(f"l{i}" for i in range(100))
+    with GatewayProcesses(redis_url=redis_url, config_toml=DRAIN.format(short=short, long=long)) as gateway:
+        sdk = openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30)
+        texts: dict[int, list[str]] = {i: [] for i in range(4)}
+        errors: dict[int, Exception] = {}
+
+        def stream(index: int, model: str) -> None:
+            try:
+                for chunk in sdk.chat.completions.create(model=model, messages=MESSAGES, stream=True):
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        texts[index].append(chunk.choices[0].delta.content)
+            except openai.APIError as exc:
+                errors[index] = exc
+
+        models = ["short-mock", "short-mock", "short-mock", "long-mock"]
+        threads = [threading.Thread(target=stream, args=(i, model)) for i, model in enumerate(models)]
+        for thread in threads:
+            thread.start()
+        assert _wait_for(lambda: all(len(text) >= 2 for text in texts.values()), 10)
+        gateway.workers[0].send_signal(signal.SIGTERM)
+        with pytest.raises(openai.APIStatusError) as refused:
+            sdk.chat.completions.create(model="short-mock", messages=MESSAGES)
+        assert refused.value.status_code == 503, "a draining worker claims no new job"
+        for thread in threads:
+            thread.join(timeout=15)
+        assert ["".join(texts[i]) for i in range(3)] == [short] * 3, "running streams complete"
+        assert list(errors) == [3] and "shut down before the generation finished" in str(errors[3])
+        assert gateway.workers[0].wait(timeout=10) == 0
+        sdk.close()
+        redis = Redis.from_url(gateway.redis_url)
+        assert not redis.keys("aiapi:{*}:lease"), "every lease was released"
+        lasting = [key for key in redis.keys("*") if redis.ttl(key) == -1]
+        assert lasting in ([], [QUEUE.encode()]), lasting
+        assert redis.zcard(QUEUE) <= 1, "only the refused request's id, which the next poll drops"
+        redis.close()
 
 
 def test_upstream_unreachable_is_502(redis_url: str) -> None:

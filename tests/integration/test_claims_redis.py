@@ -4,51 +4,52 @@ gone (expired, or taken by another worker) is dropped from the queue too."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from arq.connections import ArqRedis
-from arq.worker import func
 from redis.asyncio import Redis
 
 from shared import keys
-from shared.generation import GenerationRequest, Message, TextPart, decode_request
-from shared.queue import deserialize_job, enqueue_generation, serialize_job_envelope
+from shared.generation import GenerationRequest, Message, TextPart
+from shared.queue import enqueue_generation
 from shared.scripts import Scripts
+from worker.jobs import JobLoop
 from worker.lease import GenerationLease
-from worker.main import GatewayWorker
+from worker.main import generate
 
 pytestmark = pytest.mark.integration
 
 
 class _Runner:
-    def __init__(self, scripts: Scripts) -> None:
-        self._scripts = scripts
+    """What ``generate`` calls of the runner: records the generations it is asked to run."""
 
-    def new_lease(self, generation_id: str) -> GenerationLease:
-        return GenerationLease(self._scripts, keys.GenerationKeys(generation_id), f"token-{generation_id}", 10)
+    def __init__(self, ran: list[str]) -> None:
+        self._ran = ran
+
+    async def run(self, request: GenerationRequest, lease: GenerationLease) -> None:
+        self._ran.append(request.id)
+
+    async def reject(self, generation_id: str, message: str, lease: GenerationLease) -> None:
+        raise AssertionError(message)
+
+
+def _leases(scripts: Scripts) -> Callable[[str], GenerationLease]:
+    def new_lease(generation_id: str) -> GenerationLease:
+        return GenerationLease(scripts, keys.GenerationKeys(generation_id), f"token-{generation_id}", 10)
+
+    return new_lease
 
 
 @pytest.fixture
-async def worker(redis: Redis) -> AsyncIterator[tuple[GatewayWorker, list[str]]]:
+async def worker(redis: Redis) -> AsyncIterator[tuple[JobLoop, list[str]]]:
     ran: list[str] = []
 
-    async def generate(ctx: dict[str, Any], payload: bytes) -> None:
-        ran.append(decode_request(payload).id)
+    async def run_job(job_id: str, job: bytes, lease: GenerationLease) -> None:
+        await generate(_Runner(ran), job_id, job, lease)  # type: ignore[arg-type]
 
-    pool = ArqRedis(connection_pool=redis.connection_pool)
-    made = GatewayWorker(
-        functions=[func(generate, name=keys.JOB_FUNCTION)],  # type: ignore[arg-type]
-        queue_name=keys.QUEUE,
-        redis_pool=pool,
-        handle_signals=False,
-        job_serializer=serialize_job_envelope,
-        job_deserializer=deserialize_job,
-    )
-    made.ctx["runner"] = _Runner(Scripts(pool))
-    made._claim = Scripts(pool).claim
-    yield made, ran
+    scripts = Scripts(redis)
+    yield JobLoop(redis, scripts.claim, run_job, _leases(scripts), max_jobs=10, poll_delay_s=0.5, job_timeout_s=5), ran
 
 
 async def _enqueue(redis: Redis, generation_id: str) -> None:
@@ -64,9 +65,7 @@ async def _until(check: Any) -> None:
     raise AssertionError("not within 5 s")
 
 
-async def test_a_claimed_job_runs_once_and_leaves_the_queue(
-    redis: Redis, worker: tuple[GatewayWorker, list[str]]
-) -> None:
+async def test_a_claimed_job_runs_once_and_leaves_the_queue(redis: Redis, worker: tuple[JobLoop, list[str]]) -> None:
     gateway_worker, ran = worker
     await _enqueue(redis, "g-ok")
     await _enqueue(redis, "g-gone")
