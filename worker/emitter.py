@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 __all__ = ("EventEmitter",)
 
 _BACKLOG_LIMIT = 256
-_RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 0.5
 """Pending events beyond which ``send`` waits for Redis, so a stalled Redis cannot grow memory."""
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 0.5
+"""The first and the longest wait between two tries of a write while Redis is unreachable."""
 
 
 class EventEmitter:
