@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from shared.config import HttpChannel
     from worker.providers._base import UpstreamCall
 
-__all__ = ("HttpEndpoint", "bearer_headers", "error_from_response", "error_from_transport", "sse_lines")
+__all__ = ("HttpEndpoint", "bearer_headers", "error_from_response", "error_from_transport")
 
 ErrorMapper = Callable[[str, int, httpx.Headers, bytes], GatewayError]
 
@@ -149,26 +149,6 @@ async def _drain(response: httpx.Response) -> None:
                 received += len(data)
                 if received > _DRAIN_BYTES:
                     return
-
-
-async def sse_lines(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The lines of a server-sent event body, without their LF or CR LF.
-
-    The transport's chunks are split here, as bytes: httpx's byte, text and line decoders would cost
-    about a third of what a streamed token costs the worker, and msgspec reads JSON from bytes anyway.
-    Only a compressed body (the gateway asks for none) goes through httpx's decoding.
-    """
-    if response.headers.get("content-encoding", "identity") == "identity":
-        chunks: AsyncIterator[bytes] = aiter(response.stream)  # type: ignore[arg-type]
-    else:
-        chunks = response.aiter_bytes()
-    pending = b""
-    async for chunk in chunks:
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            yield line.removesuffix(b"\r")
-    if pending:
-        yield pending.removesuffix(b"\r")
 
 
 def bearer_headers(call: UpstreamCall) -> list[tuple[str, str]]:

@@ -9,10 +9,8 @@ merged, because the API wants user and assistant to alternate. Options the API h
 from __future__ import annotations
 
 import base64
-import contextlib
 import re
 import urllib.parse
-from collections.abc import AsyncGenerator
 from typing import Literal
 
 import httpx
@@ -24,7 +22,9 @@ from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamErr
 from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.generation import GenerationRequest, ImagePart, Message, TextPart, ToolChoice
 from worker.providers._base import ProviderOutput, UpstreamCall
-from worker.providers._http import HttpEndpoint, error_from_response, sse_lines
+from worker.providers._http import HttpEndpoint, error_from_response
+from worker.providers._sse import ServerSentEvent
+from worker.providers._streaming import SseProvider
 from worker.providers.anthropic_wire import (
     STREAM_EVENTS,
     AnyToolChoice,
@@ -200,28 +200,37 @@ def _response_error(channel: str, status: int, headers: httpx.Headers, body: byt
     )
 
 
-async def _events(response: httpx.Response) -> AsyncGenerator[StreamEvent, None]:
-    """The decoded events of the SSE body, without ``ping`` and any kind this module does not know."""
-    name = ""
-    async for line in sse_lines(response):
-        if line.startswith(b"event:"):
-            name = line[6:].strip().decode("utf-8", "replace")
-        elif not line:
-            name = ""
-        elif line.startswith(b"data:") and name in STREAM_EVENTS:
-            yield _event_decoder.decode(line[5:])
-
-
 class _StreamTranslator:
     """Turns stream events into provider output, numbering tool calls the way the client will see them."""
 
     def __init__(self, channel: str) -> None:
-        self.stopped = False
+        self.done = False
+        """``message_stop`` came."""
         self._channel = channel
         self._tools: dict[int, int] = {}
         """Content block index → tool call index."""
         self._usage: StreamUsage | None = None
         self._stop_reason: str | None = None
+
+    def event(self, event: ServerSentEvent) -> list[ProviderOutput]:
+        """Output for one event; ``ping`` and any kind this module does not know are skipped."""
+        if event.event.decode("utf-8", "replace") not in STREAM_EVENTS:
+            return []
+        output = self.feed(_event_decoder.decode(event.data))
+        return [] if output is None else [output]
+
+    def whole(self, body: bytes) -> list[ProviderOutput]:
+        """Nothing: the gateway always asks for a stream, so a body that is not one has no events, and
+        :meth:`outcome` reports the answer as incomplete."""
+        return []
+
+    def outcome(self) -> list[ProviderOutput]:
+        if not self.done:
+            raise UpstreamError(
+                f"upstream '{self._channel}' ended the stream before message_stop", code="upstream_incomplete"
+            )
+        usage = self.usage()
+        return [Finished(self.finish_reason())] if usage is None else [usage, Finished(self.finish_reason())]
 
     def feed(self, event: StreamEvent) -> ProviderOutput | None:
         if isinstance(event, ContentBlockDelta):
@@ -245,7 +254,7 @@ class _StreamTranslator:
             if event.usage is not None:
                 self._add_usage(event.usage)
         elif isinstance(event, MessageStop):
-            self.stopped = True
+            self.done = True
         elif isinstance(event, ErrorEvent):
             raise _stream_error(self._channel, event.error)
         return None
@@ -276,43 +285,28 @@ class _StreamTranslator:
         return _FINISH_REASONS.get(self._stop_reason or "end_turn", "stop")
 
 
-class AnthropicProvider:
+class AnthropicProvider(SseProvider):
     """Calls its httpx transport directly, as :class:`~worker.providers.openai_chat.OpenAIChatProvider` does."""
 
     def __init__(self, channel: AnthropicChannel, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._max_tokens = channel.max_tokens
-        self._endpoint = HttpEndpoint(
-            channel,
-            "/v1/messages",
-            headers=[("anthropic-version", channel.anthropic_version)],
-            transport=transport,
-            on_error=_response_error,
+        super().__init__(
+            HttpEndpoint(
+                channel,
+                "/v1/messages",
+                headers=[("anthropic-version", channel.anthropic_version)],
+                transport=transport,
+                on_error=_response_error,
+            )
         )
 
-    async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
+    def request(self, call: UpstreamCall) -> tuple[bytes, list[tuple[str, str]]]:
         request = call.request
         body = _encoder.encode(build_messages_request(request, call.model, self._max_tokens))
         headers = [("x-request-id", request.request_id)]
         if call.account.api_key:
             headers.append(("x-api-key", call.account.api_key))
-        name = self._endpoint.name
-        translator = _StreamTranslator(name)
-        try:
-            async with self._endpoint.post(body, headers) as response, contextlib.aclosing(_events(response)) as events:
-                async for event in events:
-                    output = translator.feed(event)
-                    if output is not None:
-                        yield output
-                    if translator.stopped:
-                        break
-        except msgspec.DecodeError as exc:
-            raise UpstreamError(f"upstream '{name}' sent an unreadable event: {exc}") from exc
-        if not translator.stopped:
-            raise UpstreamError(f"upstream '{name}' ended the stream before message_stop", code="upstream_incomplete")
-        usage = translator.usage()
-        if usage is not None:
-            yield usage
-        yield Finished(translator.finish_reason())
+        return body, headers
 
-    async def aclose(self) -> None:
-        await self._endpoint.aclose()
+    def translator(self) -> _StreamTranslator:
+        return _StreamTranslator(self._endpoint.name)

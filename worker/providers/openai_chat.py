@@ -6,7 +6,6 @@ assembles a plain JSON answer when the client did not ask to stream.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from typing import Literal, TypeVar
 
 import httpx
@@ -37,7 +36,9 @@ from shared.openai_chat import (
     UserMessage,
 )
 from worker.providers._base import ProviderOutput, UpstreamCall
-from worker.providers._http import HttpEndpoint, bearer_headers, sse_lines
+from worker.providers._http import HttpEndpoint, bearer_headers
+from worker.providers._sse import ServerSentEvent
+from worker.providers._streaming import SseProvider
 
 __all__ = ("OpenAIChatProvider",)
 
@@ -191,9 +192,28 @@ def build_upstream_request(request: GenerationRequest, model: str) -> _UpstreamR
 class _ChunkTranslator:
     """Turns upstream chunks into provider output, numbering tool calls the way the client will see them."""
 
-    def __init__(self) -> None:
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
         self.finish_reason: str | None = None
+        self.done = False
         self._calls: dict[int, int] = {}
+
+    def event(self, event: ServerSentEvent) -> list[ProviderOutput]:
+        data = event.data.strip()
+        if data == b"[DONE]":
+            self.done = True
+            return []
+        return self.feed(_chunk_decoder.decode(data))
+
+    def whole(self, body: bytes) -> list[ProviderOutput]:
+        return self.feed(_chunk_decoder.decode(body))
+
+    def outcome(self) -> list[ProviderOutput]:
+        if self.finish_reason is None:
+            raise UpstreamError(
+                f"upstream '{self.channel}' ended the stream before finishing", code="upstream_incomplete"
+            )
+        return [Finished(self.finish_reason)]
 
     def feed(self, chunk: _Chunk) -> list[ProviderOutput]:
         if chunk.error is not None:
@@ -233,34 +253,12 @@ class _ChunkTranslator:
         return out
 
 
-class OpenAIChatProvider:
+class OpenAIChatProvider(SseProvider):
     def __init__(self, channel: OpenAIChannel, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._endpoint = HttpEndpoint(channel, "/chat/completions", transport=transport)
+        super().__init__(HttpEndpoint(channel, "/chat/completions", transport=transport))
 
-    async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
-        request = call.request
-        body = _encoder.encode(build_upstream_request(request, call.model))
-        name = self._endpoint.name
-        translator = _ChunkTranslator()
-        try:
-            async with self._endpoint.post(body, bearer_headers(call)) as response:
-                if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                    for output in translator.feed(_chunk_decoder.decode(await response.aread())):
-                        yield output
-                else:
-                    async for line in sse_lines(response):
-                        if not line.startswith(b"data:"):
-                            continue
-                        data = line[5:].strip()
-                        if data == b"[DONE]":
-                            break
-                        for output in translator.feed(_chunk_decoder.decode(data)):
-                            yield output
-        except msgspec.DecodeError as exc:
-            raise UpstreamError(f"upstream '{name}' sent an unreadable chunk: {exc}") from exc
-        if translator.finish_reason is None:
-            raise UpstreamError(f"upstream '{name}' ended the stream before finishing", code="upstream_incomplete")
-        yield Finished(translator.finish_reason)
+    def request(self, call: UpstreamCall) -> tuple[bytes, list[tuple[str, str]]]:
+        return _encoder.encode(build_upstream_request(call.request, call.model)), bearer_headers(call)
 
-    async def aclose(self) -> None:
-        await self._endpoint.aclose()
+    def translator(self) -> _ChunkTranslator:
+        return _ChunkTranslator(self._endpoint.name)

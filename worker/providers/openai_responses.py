@@ -7,7 +7,6 @@ hosted tools and any other event type the gateway cannot relay are skipped.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -18,7 +17,9 @@ from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamErr
 from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.openai_responses import FunctionCallItem, MessageItem, OutputTextPart, RefusalPart, decode_content
 from worker.providers._base import ProviderOutput, UpstreamCall
-from worker.providers._http import HttpEndpoint, bearer_headers, sse_lines
+from worker.providers._http import HttpEndpoint, bearer_headers
+from worker.providers._sse import ServerSentEvent
+from worker.providers._streaming import SseProvider
 from worker.providers.openai_responses_wire import (
     ArgumentsDeltaEvent,
     ArgumentsDoneEvent,
@@ -95,33 +96,30 @@ class _Translator:
     def __init__(self, channel: str) -> None:
         self.channel = channel
         self.finish_reason: str | None = None
-        self.over = False
+        self.done = False
         """A terminal event (or a ``[DONE]``) came: nothing after it matters."""
-        self._data: list[bytes] = []
         self._calls: dict[int, int] = {}
         self._call_items: dict[str, int] = {}
         self._calls_with_arguments: set[int] = set()
         self._texts: set[tuple[int, int]] = set()
 
-    def line(self, line: bytes) -> list[ProviderOutput]:
-        """One line of the SSE body; an event's ``data:`` lines are joined and read at the blank line."""
-        if line.startswith(b"data:"):
-            value = line[5:]
-            self._data.append(value[1:] if value.startswith(b" ") else value)
+    def event(self, event: ServerSentEvent) -> list[ProviderOutput]:
+        if event.data == b"[DONE]":
+            self.done = True
             return []
-        return self.end() if not line else []
+        return self._event(event.data)
 
-    def end(self) -> list[ProviderOutput]:
-        """Read the event still pending, if any: the body ended without its blank line."""
-        data, self._data = b"\n".join(self._data), []
-        if not data:
-            return []
-        if data == b"[DONE]":
-            self.over = True
-            return []
-        return self.event(data)
+    def whole(self, body: bytes) -> list[ProviderOutput]:
+        return self.response(_response_decoder.decode(body))
 
-    def event(self, data: bytes) -> list[ProviderOutput]:
+    def outcome(self) -> list[ProviderOutput]:
+        if self.finish_reason is None:
+            raise UpstreamError(
+                f"upstream '{self.channel}' ended the stream before finishing", code="upstream_incomplete"
+            )
+        return [Finished(self.finish_reason)]
+
+    def _event(self, data: bytes) -> list[ProviderOutput]:
         kind = _kind_decoder.decode(data).type
         decoder = _decoders.get(kind)
         if decoder is None:
@@ -159,7 +157,7 @@ class _Translator:
             out += self._item(index, raw)
         if response.usage is not None:
             out.append(_usage(response.usage))
-        self.over = True
+        self.done = True
         if status == "incomplete":
             reason = response.incomplete_details.reason if response.incomplete_details else None
             self.finish_reason = _INCOMPLETE_REASONS.get(reason or "", "length")
@@ -210,35 +208,14 @@ class _Translator:
         return [ToolCallDelta(number, fragment)]
 
 
-class OpenAIResponsesProvider:
+class OpenAIResponsesProvider(SseProvider):
     """The upstream's ``/responses`` endpoint, called like :class:`OpenAIChatProvider`'s."""
 
     def __init__(self, channel: ResponsesChannel, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._endpoint = HttpEndpoint(channel, "/responses", transport=transport)
+        super().__init__(HttpEndpoint(channel, "/responses", transport=transport))
 
-    async def stream(self, call: UpstreamCall) -> AsyncGenerator[ProviderOutput, None]:
-        body = _encoder.encode(build_request(call.request, call.model))
-        name = self._endpoint.name
-        translator = _Translator(name)
-        try:
-            async with self._endpoint.post(body, bearer_headers(call)) as response:
-                if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                    for output in translator.response(_response_decoder.decode(await response.aread())):
-                        yield output
-                else:
-                    async for line in sse_lines(response):
-                        for output in translator.line(line):
-                            yield output
-                        if translator.over:
-                            break
-                    else:
-                        for output in translator.end():
-                            yield output
-        except msgspec.DecodeError as exc:
-            raise UpstreamError(f"upstream '{name}' sent an unreadable event: {exc}") from exc
-        if translator.finish_reason is None:
-            raise UpstreamError(f"upstream '{name}' ended the stream before finishing", code="upstream_incomplete")
-        yield Finished(translator.finish_reason)
+    def request(self, call: UpstreamCall) -> tuple[bytes, list[tuple[str, str]]]:
+        return _encoder.encode(build_request(call.request, call.model)), bearer_headers(call)
 
-    async def aclose(self) -> None:
-        await self._endpoint.aclose()
+    def translator(self) -> _Translator:
+        return _Translator(self._endpoint.name)
