@@ -19,6 +19,7 @@ from shared.ledger.backlog import backlog
 
 __all__ = (
     "ERRORS",
+    "FIRST_OUTPUT_KEY",
     "GATE_REJECTIONS",
     "IN_FLIGHT",
     "LEDGER_BACKLOG",
@@ -48,9 +49,12 @@ REQUEST_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+FIRST_OUTPUT_KEY = "aiapi.first_output"
+"""Where a relayed stream notes, in the ASGI scope's state, when its first output left (for :data:`TTFT`):
+only the stream knows which of its writes carry output, and which are its opening or keep-alives."""
 TTFT = Histogram(
     "aiapi_time_to_first_token_seconds",
-    "From a streaming request's arrival to its first output bytes (keep-alives excluded), by route.",
+    "From a streaming request's arrival to the write of its first output (not the opening, not keep-alives).",
     ["route"],
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,

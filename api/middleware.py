@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from litestar.enums import ScopeType
 
-from api.metrics import REQUEST_DURATION, REQUESTS, TTFT
+from api.metrics import FIRST_OUTPUT_KEY, REQUEST_DURATION, REQUESTS, TTFT
 from shared import logs
 from shared.ids import new_request_id
 
@@ -29,8 +29,6 @@ access_log = logging.getLogger("aiapi.access")
 REQUEST_ID_KEY = "aiapi.request_id"
 
 _CLIENT_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-_KEEPALIVE = b": keep-alive\n\n"
-_SSE = b"text/event-stream"
 _UNMEASURED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -50,21 +48,17 @@ def request_middleware(app: ASGIApp) -> ASGIApp:
         started = time.perf_counter()
         given = request_id(scope)
         logs.request_id.set(given)
-        scope.setdefault("state", {})[REQUEST_ID_KEY] = given
+        state = scope.setdefault("state", {})
+        state[REQUEST_ID_KEY] = given
         header = (b"x-request-id", given.encode())
         route: str = scope.get("path_template") or scope["path"]
         status = 500
-        streaming = False
-        first_output: float | None = None
 
         async def observed_send(message: Message) -> None:
-            nonlocal status, streaming, first_output
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = message["headers"] = [*message.get("headers", ()), header]
-                streaming = any(name == b"content-type" and value.startswith(_SSE) for name, value in headers)
-            elif streaming and first_output is None and message.get("body", _KEEPALIVE) != _KEEPALIVE:
-                first_output = time.perf_counter()
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         try:
@@ -74,6 +68,7 @@ def request_middleware(app: ASGIApp) -> ASGIApp:
                 elapsed = time.perf_counter() - started
                 REQUESTS.labels(route, scope["method"], str(status)).inc()
                 REQUEST_DURATION.labels(route).observe(elapsed)
+                first_output: float | None = state.get(FIRST_OUTPUT_KEY)
                 if first_output is not None:
                     TTFT.labels(route).observe(first_output - started)
                 fields = {

@@ -13,7 +13,7 @@ from litestar.response import Stream
 from litestar.response.streaming import ASGIStreamingResponse
 from redis.exceptions import RedisError
 
-from api.metrics import ERRORS
+from api.metrics import ERRORS, FIRST_OUTPUT_KEY
 from shared.errors import ClientClosed, GatewayError, InternalError
 from shared.events import TERMINAL_EVENTS, Failed, GenerationEvent, Started
 
@@ -150,11 +150,20 @@ async def _disconnected(receive: Receive) -> None:
 class _ASGIEventStream(ASGIStreamingResponse):
     """Litestar's streaming response, written from the request's own task, its last chunk ending the body."""
 
-    __slots__ = ("_is_last",)
+    __slots__ = ("_has_output", "_is_last", "_state")
 
-    def __init__(self, *, is_last: Callable[[], bool], **kwargs: Any) -> None:
+    def __init__(
+        self, *, is_last: Callable[[], bool], has_output: Callable[[], bool], state: dict[str, Any], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._is_last = is_last
+        self._has_output = has_output
+        self._state = state
+
+    def _note_output(self) -> None:
+        """Note (for the TTFT metric) when the first write that carries output leaves."""
+        if FIRST_OUTPUT_KEY not in self._state and self._has_output():
+            self._state[FIRST_OUTPUT_KEY] = time.perf_counter()
 
     async def send_body(self, send: Send, receive: Receive) -> None:
         iterator = self.iterator
@@ -170,11 +179,13 @@ class _ASGIEventStream(ASGIStreamingResponse):
                             # response as a disconnect.
                             last = chunk
                             break
+                        self._note_output()
                         await send(_body_event(chunk, more=True))
                 except asyncio.CancelledError:
                     if not left():
                         raise
                     return
+            self._note_output()
             await send(_body_event(last, more=False))
         finally:
             await iterator.aclose()
@@ -189,19 +200,25 @@ def _body_event(chunk: str | bytes, *, more: bool) -> HTTPResponseBodyEvent:
 
 
 class EventStreamResponse(Stream):
-    """A ``text/event-stream`` response of an async generator of SSE frames; ``is_last`` tells, right after
-    a frame was produced, whether it ends the stream."""
+    """A ``text/event-stream`` response of an async generator of SSE frames; right after a frame was
+    produced, ``is_last`` tells whether it ends the stream and ``has_output`` whether output has begun
+    (with it or before)."""
 
-    __slots__ = ("_is_last",)
+    __slots__ = ("_has_output", "_is_last")
 
-    def __init__(self, content: AsyncGenerator[bytes, None], *, is_last: Callable[[], bool]) -> None:
+    def __init__(
+        self, content: AsyncGenerator[bytes, None], *, is_last: Callable[[], bool], has_output: Callable[[], bool]
+    ) -> None:
         super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
         self._is_last = is_last
+        self._has_output = has_output
 
     def to_asgi_response(self, app: Litestar | None, request: Request[Any, Any, Any], **kwargs: Any) -> ASGIResponse:
         # What Litestar's Stream does, for the parts these responses use: no cookies, no background tasks.
         return _ASGIEventStream(
             is_last=self._is_last,
+            has_output=self._has_output,
+            state=request.scope.setdefault("state", {}),
             iterator=self.iterator,
             encoded_headers=kwargs.get("encoded_headers"),
             headers={**(kwargs.get("headers") or {}), **self.headers},
@@ -220,9 +237,14 @@ def sse_response(
     is_done: Callable[[], bool],
     keepalive_s: float,
 ) -> EventStreamResponse:
+    output = False
+    """Whether a frame produced so far carries output: not the opening, a ``Started`` or a keep-alive."""
+
     async def body() -> AsyncGenerator[bytes, None]:
+        nonlocal output
         batch: list[bytes] = []
         try:
+            output = any(not isinstance(event, Started) for event in head)
             out = opening + b"".join(render(event) for event in head)
             last_write = time.monotonic()
             yield out
@@ -235,7 +257,10 @@ def sse_response(
                         last_write = time.monotonic()
                         yield _KEEPALIVE
                     continue
-                batch.append(render(event))
+                frame = render(event)
+                if frame and not isinstance(event, Started):
+                    output = True
+                batch.append(frame)
                 if is_done():
                     relayed.ended = True
                     yield b"".join(batch)
@@ -256,4 +281,4 @@ def sse_response(
             # The client may be gone and this task cancelled: the clean-up must still reach Redis.
             await asyncio.shield(relayed.finish())
 
-    return EventStreamResponse(body(), is_last=is_done)
+    return EventStreamResponse(body(), is_last=is_done, has_output=lambda: output)

@@ -108,3 +108,35 @@ def test_one_request_id_runs_through_the_api_and_worker_logs(observed: tuple[Gat
     ended = next(line for line in traced if line["logger"] == "worker.accounting")
     assert ended["generation_id"] == generation and ended["outcome"] == "completed"
     assert (ended["input_tokens"], ended["output_tokens"]) == (2, 3)
+
+
+LATE = """
+[relay]
+keepalive_s = 0.2
+idle_check_s = 0.1
+[[channels]]
+name = "late"
+type = "mock"
+models = ["late-mock"]
+first_token_ms = 2000
+reply = "late words"
+"""
+
+
+def test_time_to_first_token_counts_the_first_token_not_a_stream_committed_before_it(redis_url: str) -> None:
+    """A stream waiting longer than ``keepalive_s`` starts (headers, the chat role chunk, Responses'
+    ``response.created``) before its first token: the metric must still wait for the token."""
+    with (
+        GatewayProcesses(redis_url=redis_url, config_toml=LATE) as gateway,
+        openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0) as client,
+    ):
+        chat = client.chat.completions.create(
+            model="late-mock", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in chat if chunk.choices) == "late words"
+        responses = client.responses.create(model="late-mock", input="hi", stream=True)
+        assert [event.type for event in responses][-1] == "response.completed"
+        api = _samples(f"{gateway.base_url.removesuffix('/v1')}/metrics")
+    for route in ("/v1/chat/completions", "/v1/responses"):
+        assert _value(api, "aiapi_time_to_first_token_seconds_count", route=route) == 1, route
+        assert _value(api, "aiapi_time_to_first_token_seconds_sum", route=route) >= 2.0, route
