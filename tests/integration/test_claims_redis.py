@@ -82,3 +82,34 @@ async def test_a_claimed_job_runs_once_and_leaves_the_queue(redis: Redis, worker
 
 async def _empty(redis: Redis) -> bool:
     return await redis.zcard(keys.QUEUE) == 0
+
+
+async def test_a_drain_lets_jobs_finish_within_its_grace_cancels_the_rest_and_claims_nothing(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    finished: list[str] = []
+    cancelled: list[str] = []
+
+    async def run_job(job_id: str, job: bytes, lease: GenerationLease) -> None:
+        try:
+            await asyncio.sleep(0.3 if job_id == "quick" else 60)
+        except asyncio.CancelledError:
+            cancelled.append(job_id)
+            raise
+        finished.append(job_id)
+
+    jobs = JobLoop(redis, scripts.claim, run_job, _leases(scripts), max_jobs=10, poll_delay_s=0.05, job_timeout_s=60)
+    looping = asyncio.create_task(jobs.run())
+    await _enqueue(redis, "quick")
+    await _enqueue(redis, "slow")
+
+    async def both_running() -> bool:
+        return len(jobs.tasks) == 2
+
+    await _until(both_running)
+    async with asyncio.timeout(2):
+        await jobs.drain(0.5)
+        await looping
+    assert (finished, cancelled) == (["quick"], ["slow"])
+    await _enqueue(redis, "late")
+    await jobs.start_jobs([b"late"])
+    assert not jobs.tasks and await redis.exists(keys.GenerationKeys("late").job), "a drained loop claims nothing"
