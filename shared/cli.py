@@ -32,18 +32,25 @@ log = logging.getLogger("aiapi")
 
 
 def _parser() -> argparse.ArgumentParser:
+    config_help = "TOML config file (default: $AIAPI_CONFIG, else built-in defaults)"
     parser = argparse.ArgumentParser(prog="aiapi", description="OpenAI-compatible AI API gateway")
-    parser.add_argument("--config", help="TOML config file (default: $AIAPI_CONFIG, else built-in defaults)")
+    parser.add_argument("--config", help=config_help)
+    # ``--config`` is accepted after the subcommand too (``aiapi up --config FILE``); SUPPRESS keeps a
+    # subcommand that was not given one from resetting the value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="run API and workers on this machine")
+    up = commands.add_parser("up", parents=[common], help="run API and workers on this machine")
     up.add_argument("--workers", type=int, default=1, help="worker processes to start (default 1)")
-    for command in (up, commands.add_parser("api", help="run the HTTP API role")):
+    for command in (up, commands.add_parser("api", parents=[common], help="run the HTTP API role")):
         command.add_argument("--host")
         command.add_argument("--port", type=int)
-    commands.add_parser("worker", help="run one worker process")
-    commands.add_parser("recorder", help="run the ledger's recorder (request log into the database)")
-    commands.add_parser("migrate", help="bring the ledger database's schema up to date")
-    commands.add_parser("check", help="validate the configuration")
+    commands.add_parser("worker", parents=[common], help="run one worker process")
+    commands.add_parser(
+        "recorder", parents=[common], help="run the ledger's recorder (request log into the database)"
+    )
+    commands.add_parser("migrate", parents=[common], help="bring the ledger database's schema up to date")
+    commands.add_parser("check", parents=[common], help="validate the configuration")
     return parser
 
 
