@@ -229,6 +229,7 @@ class ChatCompletionBuilder:
     def _build(self, finish_reason: str) -> ChatCompletion:
         calls = [MessageToolCall(call_id, FunctionCall(name, "".join(args))) for call_id, name, args in self._calls]
         text = "".join(self._text)
-        message = CompletionMessage(content=text if text or not calls else None, tool_calls=calls or UNSET)
+        # Whitespace beside tool calls is no content (the text bridge leaves some around a call).
+        message = CompletionMessage(content=text if text.strip() or not calls else None, tool_calls=calls or UNSET)
         choice = CompletionChoice(0, message, _finish_reason(finish_reason, bool(calls)))
         return ChatCompletion(self._id, self._created, self._model, [choice], CompletionUsage.of(self._usage))

@@ -78,6 +78,8 @@ class ResponseProjector:
         self.done = False
         self._seq = 0
         self._text: list[str] = []
+        self._space = ""
+        """Whitespace not yet in a message: it opens none alone (the bridge's text around a tool call)."""
         self._open: OutputItem | None = None
         self._calls: dict[int, FunctionCallOutput | CustomToolCallOutput] = {}
         self._custom_arguments: dict[str, str] = {}
@@ -91,6 +93,7 @@ class ResponseProjector:
         if isinstance(event, TextDelta):
             out += self._text_delta(event.text)
         elif isinstance(event, ToolCallStarted):
+            self._space = ""
             out += self._close()
             out += self._open_call(event)
         elif isinstance(event, ToolCallDelta):
@@ -187,6 +190,12 @@ class ResponseProjector:
         out: list[StreamEvent] = []
         item = self._open
         if not isinstance(item, MessageOutput):
+            # A message that would hold only whitespace is no output item (Codex CLI shows it as an empty
+            # assistant message); the whitespace leads the message's text if any text follows.
+            text, self._space = self._space + text, ""
+            if not text.strip():
+                self._space = text
+                return out
             out += self._close()
             item = MessageOutput(id=self._item_id("msg"), status="in_progress")
             self.output.append(item)

@@ -89,6 +89,7 @@ def test_builder_assembles_text_and_tool_calls() -> None:
     assert body["usage"]["completion_tokens"] == 2 and body["object"] == "chat.completion"
 
     tools = ChatCompletionBuilder(completion_id="c", model="m", created=1)
+    tools.feed(TextDelta("\n\n"))  # whitespace beside a call is no content
     tools.feed(ToolCallStarted(0, "call_1", "f"))
     tools.feed(ToolCallDelta(0, "{}"))
     result = tools.feed(Finished("stop"))

@@ -88,6 +88,31 @@ def test_text_then_tool_call_opens_and_closes_items_in_order() -> None:
     assert final.usage.input_tokens_details.cached_tokens == 2
 
 
+def test_whitespace_between_text_and_a_tool_call_opens_no_message() -> None:
+    projector, events = _run(
+        [
+            Started("w"),
+            TextDelta("\n\n"),
+            ToolCallStarted(0, "call_1", "weather"),
+            ToolCallDelta(0, "{}"),
+            TextDelta(" \n"),
+            ToolCallStarted(1, "call_2", "weather"),
+            ToolCallDelta(1, "{}"),
+            Finished("tool_calls"),
+        ]
+    )
+    assert [_wire(item)["type"] for item in projector.snapshot().output] == ["function_call", "function_call"]
+    assert "response.output_text.delta" not in _types(events)
+
+
+def test_leading_whitespace_stays_with_the_text_that_follows() -> None:
+    projector, events = _run([Started("w"), TextDelta("  "), TextDelta("Hi"), Finished("stop")])
+    (message,) = projector.snapshot().output
+    assert _wire(message)["content"][0]["text"] == "  Hi"
+    deltas = [_wire(e)["delta"] for e in events if _wire(e)["type"] == "response.output_text.delta"]
+    assert deltas == ["  Hi"]
+
+
 def test_a_call_to_a_custom_tool_comes_out_as_a_custom_tool_call_with_its_input() -> None:
     tools = msgspec.Raw(b'[{"type":"function","name":"shell"},{"type":"custom","name":"apply_patch"}]')
     projector = ResponseProjector(msgspec.structs.replace(SHELL, tools=tools))
