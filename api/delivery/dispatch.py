@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
 from shared import keys
-from shared.errors import RedisUnavailable
+from shared.errors import RedisUnavailable, ServiceUnavailable
 from shared.queue import enqueue_generation
 
 if TYPE_CHECKING:
@@ -19,12 +20,16 @@ if TYPE_CHECKING:
 
 __all__ = ("Dispatcher",)
 
+_WORKER_CHECK_S = 1.0
+"""How long a look at the workers' health key is trusted: one Redis read per second, not per request."""
+
 
 class Dispatcher:
     def __init__(self, redis: Redis, relay: Relay, config: RelayConfig) -> None:
         self._redis = redis
         self._relay = relay
         self._config = config
+        self._workers_checked_at = float("-inf")
 
     @property
     def reply_channel(self) -> str:
@@ -33,6 +38,7 @@ class Dispatcher:
     async def submit(self, request: GenerationRequest, *, queue_timeout_s: float | None = None) -> Subscription:
         """Queue ``request`` and return the subscription to its events (taken before the job exists)."""
         await self._relay.wait_ready(timeout_s=1.0)
+        await self._require_workers()
         timeout = self._config.queue_timeout_s if queue_timeout_s is None else queue_timeout_s
         subscription = self._relay.subscribe(request.id, queue_timeout_s=timeout)
         try:
@@ -41,6 +47,23 @@ class Dispatcher:
             subscription.close()
             raise
         return subscription
+
+    async def _require_workers(self) -> None:
+        """Fail at once when no worker has been seen for longer than the health interval.
+
+        Every live worker refreshes :data:`keys.WORKER_HEALTH`, which expires a second after its interval.
+        While it exists (a rolling restart: workers come back) a request waits in the queue as usual.
+        """
+        now = time.monotonic()
+        if now - self._workers_checked_at < _WORKER_CHECK_S:
+            return
+        try:
+            alive = await self._redis.exists(keys.WORKER_HEALTH)
+        except RedisError:
+            return  # the enqueue that follows reports Redis
+        if not alive:
+            raise ServiceUnavailable("No worker is running to take the request.", code="no_worker_available")
+        self._workers_checked_at = now
 
     async def enqueue(self, request: GenerationRequest, *, queue_timeout_s: float) -> None:
         """Queue ``request`` with nobody following it (background work)."""

@@ -12,7 +12,7 @@ import openai
 import pytest
 from redis import Redis
 
-from shared.keys import QUEUE
+from shared import keys
 from shared.redis_server import EmbeddedRedis
 from tests.e2e.conftest import gateway_config
 from tests.fakes.openai_upstream import RunningFakeUpstream
@@ -93,12 +93,30 @@ def test_killed_worker_ends_the_stream_with_an_error(redis_url: str) -> None:
         assert killed is not None and time.monotonic() - killed < 6
 
 
-def test_no_worker_means_503_not_a_hang(redis_url: str) -> None:
+def test_no_worker_seen_means_503_at_once(redis_url: str) -> None:
+    config = "[relay]\nqueue_timeout_s = 30\n" + SLOW_MOCK.format(rate=0, reply="hi")
+    with (
+        GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0) as gateway,
+        openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk,
+    ):
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as caught:
+            sdk.chat.completions.create(model="slow-mock", messages=MESSAGES, stream=True)
+        assert caught.value.status_code == 503 and caught.value.code == "no_worker_available"
+        assert time.monotonic() - started < 2
+        with Redis.from_url(gateway.redis_url) as redis:
+            assert redis.zcard(keys.QUEUE) == 0
+
+
+def test_a_request_waiting_for_restarting_workers_is_503_after_the_queue_timeout(redis_url: str) -> None:
     config = "[relay]\nqueue_timeout_s = 1.5\nidle_check_s = 0.3\n" + SLOW_MOCK.format(rate=0, reply="hi")
     with (
         GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0) as gateway,
         openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk,
     ):
+        # A worker was seen moments ago (its health key has not expired): one may come back, so wait.
+        with Redis.from_url(gateway.redis_url) as seen:
+            seen.set(keys.WORKER_HEALTH, b"restarting", px=60_000)
         started = time.monotonic()
         with pytest.raises(openai.APIStatusError) as caught:
             sdk.chat.completions.create(model="slow-mock", messages=MESSAGES)
@@ -182,8 +200,8 @@ def test_sigterm_under_load_drains_then_exits_clean(redis_url: str) -> None:
         redis = Redis.from_url(gateway.redis_url)
         assert not redis.keys("aiapi:{*}:lease"), "every lease was released"
         lasting = [key for key in redis.keys("*") if redis.ttl(key) == -1]
-        assert lasting in ([], [QUEUE.encode()]), lasting
-        assert redis.zcard(QUEUE) <= 1, "only the refused request's id, which the next poll drops"
+        assert lasting in ([], [keys.QUEUE.encode()]), lasting
+        assert redis.zcard(keys.QUEUE) <= 1, "only the refused request's id, which the next poll drops"
         redis.close()
 
 

@@ -1,0 +1,35 @@
+"""Submitting with no worker alive: an answer at once, not a wait for the queue timeout."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from api.delivery.dispatch import Dispatcher
+from api.delivery.relay import Relay
+from shared.config import RelayConfig
+from shared.errors import ServiceUnavailable
+from shared.generation import GenerationRequest, Message, TextPart
+from shared.keys import QUEUE, WORKER_HEALTH
+
+CONFIG = RelayConfig(idle_check_s=0.05, queue_timeout_s=5)
+
+
+def _request(generation_id: str) -> GenerationRequest:
+    return GenerationRequest(generation_id, "req", "m", [Message("user", [TextPart("hi")])], "reply", 1)
+
+
+async def test_no_worker_seen_is_503_at_once_and_queues_nothing(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    relay = Relay(fake_redis, instance_id="test", config=CONFIG)
+    await relay.start()
+    dispatcher = Dispatcher(fake_redis, relay, CONFIG)
+    with pytest.raises(ServiceUnavailable) as caught:
+        await dispatcher.submit(_request("g1"))
+    assert caught.value.status == 503 and caught.value.code == "no_worker_available"
+    assert await fake_redis.zcard(QUEUE) == 0
+
+    await fake_redis.set(WORKER_HEALTH, b"worker", px=11_000)  # a worker is (or was just) alive: queue and wait
+    subscription = await dispatcher.submit(_request("g2"))
+    assert await fake_redis.zcard(QUEUE) == 1
+    subscription.close()
+    await relay.stop()
