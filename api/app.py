@@ -17,6 +17,7 @@ from api.chat import routes as chat
 from api.console import console_routers, template_config
 from api.delivery.dispatch import Dispatcher
 from api.delivery.relay import Relay
+from api.draining import Drain
 from api.errors import exception_handlers
 from api.intake.sessions import Sessions
 from api.metrics import metrics
@@ -42,9 +43,11 @@ _CHANNEL_POLL_S = 2.0
 """How soon a channel change made through another API instance is noticed here."""
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, *, drain: Drain | None = None) -> Litestar:
+    """The API; ``drain`` is the shutdown state the server sets on SIGTERM (a fresh one when not served)."""
     if not (settings.redis.url or settings.redis.sentinels):
         raise ValueError("the API needs redis.url (or REDIS_URL) or redis.sentinels")
+    shutdown = drain or Drain()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -54,6 +57,7 @@ def create_app(settings: Settings) -> Litestar:
             instance_id=f"{socket.gethostname()}-{os.getpid()}",
             config=settings.relay,
             outage_grace_s=settings.redis.outage_grace_s,
+            drain=shutdown,
         )
         await relay.start()
         dispatcher = Dispatcher(redis, relay, settings.relay)
@@ -69,6 +73,7 @@ def create_app(settings: Settings) -> Litestar:
             channels=ChannelStore(redis, settings.channels),
             access=Access(settings.access, redis),
             ledger=LedgerQueries(engine),
+            drain=shutdown,
         )
         follower = asyncio.create_task(state.channels.follow(state.apply_channels, interval_s=_CHANNEL_POLL_S))
         try:

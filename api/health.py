@@ -1,5 +1,5 @@
-"""``GET /healthz`` (the process answers) and ``GET /readyz`` (it can serve: Redis and a worker are up;
-with how far behind the ledger's recorder is).
+"""``GET /healthz`` (the process answers) and ``GET /readyz`` (it can serve: Redis and a worker are up,
+and it is not shutting down; with how far behind the ledger's recorder is).
 
 A load balancer should route by ``/readyz``; an orchestrator should restart by ``/healthz`` only, since
 a Redis outage is not cured by restarting the API.
@@ -16,7 +16,6 @@ from redis.exceptions import RedisError
 
 from api.openapi import documented
 from api.state import gateway_state
-from shared.keys import WORKER_HEALTH
 from shared.ledger.backlog import Backlog, backlog
 
 __all__ = ("HANDLERS", "healthz", "readyz")
@@ -24,10 +23,11 @@ __all__ = ("HANDLERS", "healthz", "readyz")
 _CHECK_TIMEOUT_S = 1.0
 
 Check = Literal["ok", "unreachable", "none alive"]
+Status = Literal["ready", "not ready", "shutting down"]
 
 
 class Readiness(msgspec.Struct):
-    status: Literal["ready", "not ready"]
+    status: Status
     redis: Check
     workers: Check
     ledger: Backlog | None = None
@@ -55,14 +55,14 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
     workers: Check = "ok"
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
-            # Every worker refreshes this key (arq's health check) at least every 10 s.
-            if not await redis.exists(WORKER_HEALTH):
+            if not await state.dispatcher.workers_seen():
                 workers = "none alive"
             behind = await backlog(redis) if state.settings.ledger.enabled else None
     except (RedisError, OSError, TimeoutError):
         redis_check = workers = "unreachable"
-    ready = redis_check == "ok" and workers == "ok"
-    body = Readiness("ready" if ready else "not ready", redis_check, workers, behind)
+    ready = redis_check == "ok" and workers == "ok" and not state.drain.draining
+    status: Status = "shutting down" if state.drain.draining else "ready" if ready else "not ready"
+    body = Readiness(status, redis_check, workers, behind)
     return Response(_encoder.encode(body), status_code=200 if ready else 503, media_type="application/json")
 
 

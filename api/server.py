@@ -1,21 +1,46 @@
-"""Serving the API role with uvicorn (uvloop + httptools, see :mod:`api.http_protocol`)."""
+"""Serving the API role with uvicorn (uvloop + httptools, see :mod:`api.http_protocol`), and stopping it
+without failing requests.
+
+On SIGTERM uvicorn stops listening, closes idle connections and waits for running requests. This
+server also marks the app as draining at that moment (``/readyz`` turns 503; requests still running
+after ``server.drain_s`` end with a retryable error in their protocol), and bounds uvicorn's own wait a
+little beyond, for those errors to be written. A SIGTERM ends the process with status 0 once drained.
+"""
 
 from __future__ import annotations
 
+import signal
 import socket
+from types import FrameType
 
 import uvicorn
 
 from api.app import create_app
+from api.draining import Drain
 from api.http_protocol import GatewayHttpProtocol
 from shared.config import Settings
 
 __all__ = ("serve_api",)
 
+_WRITE_ERRORS_S = 5.0
+"""After the drain period: time for the streams it ended to write their error and close."""
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain: Drain, drain_s: float) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._drain_s = drain_s
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._drain.begin(self._drain_s)
+        super().handle_exit(sig, frame)
+
 
 def serve_api(settings: Settings, *, sock: socket.socket | None = None) -> None:
+    drain = Drain()
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, drain=drain),
         host=settings.server.host,
         port=settings.server.port,
         loop="uvloop",
@@ -23,7 +48,15 @@ def serve_api(settings: Settings, *, sock: socket.socket | None = None) -> None:
         lifespan="on",
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=settings.worker.drain_s,
+        timeout_graceful_shutdown=int(settings.server.drain_s + settings.relay.idle_check_s + _WRITE_ERRORS_S),
     )
-    server = uvicorn.Server(config)
+    server = _DrainingServer(config, drain, settings.server.drain_s)
+    # uvicorn raises the signal it stopped on again once it is done, for the previous handler: with the
+    # default one a drained API would die of SIGTERM instead of exiting 0. (``aiapi up`` sets its own.)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _drained)
     server.run(sockets=[sock] if sock is not None else None)
+
+
+def _drained(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

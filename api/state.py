@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from api.access.keys import Access
     from api.delivery.dispatch import Dispatcher
     from api.delivery.relay import Relay
+    from api.draining import Drain
     from api.intake.sessions import Sessions
     from api.responses.store import ResponseStore
     from shared.channel_store import ChannelStore
@@ -36,6 +37,7 @@ class GatewayState:
     access: Access
     ledger: LedgerQueries
     """The request log and usage reports (the database the recorder writes)."""
+    drain: Drain
 
     async def apply_channels(self, channels: list[ChannelConfig]) -> None:
         self.catalog = Catalog(channels)

@@ -46,9 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--host")
         command.add_argument("--port", type=int)
     commands.add_parser("worker", parents=[common], help="run one worker process")
-    commands.add_parser(
-        "recorder", parents=[common], help="run the ledger's recorder (request log into the database)"
-    )
+    commands.add_parser("recorder", parents=[common], help="run the ledger's recorder (request log into the database)")
     commands.add_parser("migrate", parents=[common], help="bring the ledger database's schema up to date")
     commands.add_parser("check", parents=[common], help="validate the configuration")
     return parser

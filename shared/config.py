@@ -80,6 +80,8 @@ class ServerConfig(_Section, frozen=True, kw_only=True):
     max_body_bytes: int = 10 * 1024 * 1024
     metrics: bool = True
     """Serve Prometheus metrics at ``/metrics`` (like the probes, without a key: keep the port internal)."""
+    drain_s: float = 30.0
+    """On SIGTERM, how long running requests may finish before they end with a retryable error."""
 
 
 class RedisConfig(_Section, frozen=True, kw_only=True):

@@ -78,6 +78,8 @@ class GatewayProcesses:
         # Only the API and the recorder use the database (a worker with no URL does not load SQLAlchemy).
         self._ledger_env = {"DATABASE_URL": f"sqlite:///{Path(self._dir.name) / 'ledger.db'}"}
         self.api: subprocess.Popen[bytes] | None = None
+        self.apis: list[subprocess.Popen[bytes]] = []
+        """Every API process started, the current ``api`` among them: all are stopped with the gateway."""
         self.workers: list[subprocess.Popen[bytes]] = []
         self.others: list[subprocess.Popen[bytes]] = []
         """Further API processes and recorders."""
@@ -102,10 +104,8 @@ class GatewayProcesses:
     def add_api(self) -> str:
         """Start one more API process on the same Redis; its base URL once it answers."""
         port = free_port()
-        self.others.append(self._spawn("api", "--port", str(port)))
-        base_url = f"http://127.0.0.1:{port}/v1"
-        _wait_until_up(base_url, self.logs)
-        return base_url
+        self.spawn_api(port)
+        return f"http://127.0.0.1:{port}/v1"
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         worker = self._spawn("worker")
@@ -125,9 +125,15 @@ class GatewayProcesses:
 
     def start_api(self) -> GatewayProcesses:
         """Start the API process (again) on the same port and wait until it answers."""
-        self.api = self._spawn("api", "--port", str(self.port))
-        _wait_until_up(self.base_url, self.logs)
+        self.api = self.spawn_api(self.port)
         return self
+
+    def spawn_api(self, port: int) -> subprocess.Popen[bytes]:
+        """Start an API process on ``port`` (one more instance, or a restart) and wait until it answers."""
+        api = self._spawn("api", "--port", str(port))
+        self.apis.append(api)
+        _wait_until_up(f"http://127.0.0.1:{port}/v1", self.logs)
+        return api
 
     @property
     def pids(self) -> list[int]:
@@ -141,7 +147,7 @@ class GatewayProcesses:
         )
 
     def stop(self) -> None:
-        processes = [*self.workers, *self.others, *([self.api] if self.api else [])]
+        processes = [*self.workers, *self.others, *self.apis]
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -22,6 +22,8 @@ __all__ = ("Dispatcher",)
 
 _WORKER_CHECK_S = 1.0
 """How long a look at the workers' health key is trusted: one Redis read per second, not per request."""
+_WORKER_HEALTH_S = 11.0
+"""The health key's lifetime: the workers' health interval (10 s) plus one."""
 
 
 class Dispatcher:
@@ -29,7 +31,7 @@ class Dispatcher:
         self._redis = redis
         self._relay = relay
         self._config = config
-        self._workers_checked_at = float("-inf")
+        self._workers_seen_at = float("-inf")
 
     @property
     def reply_channel(self) -> str:
@@ -48,22 +50,30 @@ class Dispatcher:
             raise
         return subscription
 
-    async def _require_workers(self) -> None:
-        """Fail at once when no worker has been seen for longer than the health interval.
+    async def workers_seen(self) -> bool:
+        """Whether this process saw a live worker within the last health interval.
 
-        Every live worker refreshes :data:`keys.WORKER_HEALTH`, which expires a second after its interval.
-        While it exists (a rolling restart: workers come back) a request waits in the queue as usual.
+        Every live worker refreshes :data:`keys.WORKER_HEALTH`, which expires a second after its interval;
+        a worker stopping cleanly deletes it even while others run, so a key seen moments ago still
+        counts: during a rolling restart requests wait in the queue for the workers coming back.
+        Raises ``RedisError``.
         """
         now = time.monotonic()
-        if now - self._workers_checked_at < _WORKER_CHECK_S:
-            return
+        if now - self._workers_seen_at < _WORKER_CHECK_S:
+            return True
+        if await self._redis.exists(keys.WORKER_HEALTH):
+            self._workers_seen_at = now
+            return True
+        return now - self._workers_seen_at < _WORKER_HEALTH_S
+
+    async def _require_workers(self) -> None:
+        """Fail at once, rather than after the queue timeout, when no worker is there to take the job."""
         try:
-            alive = await self._redis.exists(keys.WORKER_HEALTH)
+            seen = await self.workers_seen()
         except RedisError:
             return  # the enqueue that follows reports Redis
-        if not alive:
+        if not seen:
             raise ServiceUnavailable("No worker is running to take the request.", code="no_worker_available")
-        self._workers_checked_at = now
 
     async def enqueue(self, request: GenerationRequest, *, queue_timeout_s: float) -> None:
         """Queue ``request`` with nobody following it (background work)."""

@@ -33,6 +33,7 @@ from shared.keys import GenerationKeys, relay_channel
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from api.draining import Drain
     from shared.config import RelayConfig
 
 __all__ = ("LogTail", "Relay", "Subscription")
@@ -43,10 +44,20 @@ log = logging.getLogger(__name__)
 class Relay:
     """This process's one pub/sub connection, fanned out to the subscriptions of its generations."""
 
-    def __init__(self, redis: Redis, *, instance_id: str, config: RelayConfig, outage_grace_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        instance_id: str,
+        config: RelayConfig,
+        outage_grace_s: float = 0.0,
+        drain: Drain | None = None,
+    ) -> None:
         self._redis = redis
         self.batcher = RedisBatcher(redis)
         """Log reads and liveness checks of all subscriptions: idle streams check at about the same time."""
+        self.drain = drain
+        """This process's shutdown state: once its drain period is over, every subscription ends."""
         self._config = config
         self.outage_grace_s = outage_grace_s
         """How long a subscription waits out an unreachable Redis before it fails its stream."""
@@ -166,10 +177,13 @@ class Subscription:
 
         Raises :class:`WorkerLost` if the worker stops without finishing, :class:`GenerationLost` if Redis
         lost the generation's lease and log together (a restart without its data), :class:`ServiceUnavailable` if
-        no worker takes the job in time or Redis is unreachable.
+        no worker takes the job in time or Redis is unreachable, or the process is done draining.
         """
         queued_at = time.monotonic()
+        drain = self._relay.drain
         while True:
+            if drain is not None and drain.draining:
+                drain.check()
             while self._next in self._held:
                 event = self._held.pop(self._next)
                 self._next += 1

@@ -13,6 +13,7 @@ from litestar.response import Stream
 from litestar.response.streaming import ASGIStreamingResponse
 from redis.exceptions import RedisError
 
+from api.draining import ShuttingDown
 from api.metrics import ERRORS, FIRST_OUTPUT_KEY
 from shared.errors import ClientClosed, GatewayError, InternalError
 from shared.events import TERMINAL_EVENTS, Failed, GenerationEvent, Started
@@ -274,7 +275,8 @@ def sse_response(
                         last_write = time.monotonic()
                         yield data
         except GatewayError as error:
-            relayed.ended = True
+            # A restarting server ends the stream, not the generation: that one is cancelled on finishing.
+            relayed.ended = not isinstance(error, ShuttingDown)
             ERRORS.labels(str(error.status), error.code or error.type).inc()
             yield b"".join(batch) + render_error(error)
         finally:
