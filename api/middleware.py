@@ -3,7 +3,7 @@
 The request id is the client's ``x-request-id`` when it sent a sane one (so a caller can trace its own
 id through our logs), else a new one. It is kept in the ASGI scope for handlers, set as the logging
 context for everything this request runs, echoed on the response, and carried in the job to the worker
-and the upstream call.
+and the upstream call. With tracing on, the request is also a server span (:mod:`shared.tracing`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from litestar.enums import ScopeType
 from api.metrics import FIRST_OUTPUT_KEY, REQUEST_DURATION, REQUESTS, TTFT
 from shared import logs
 from shared.ids import new_request_id
+from shared.tracing import tracing
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+    from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+    from opentelemetry.trace import Span
 
 __all__ = ("REQUEST_ID_KEY", "request_id", "request_middleware")
 
@@ -61,9 +63,19 @@ def request_middleware(app: ASGIApp) -> ASGIApp:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
+        span = _request_span(scope, route) if tracing.enabled and route not in _UNMEASURED else None
         try:
-            await app(scope, receive, observed_send)
+            if span is None:
+                await app(scope, receive, observed_send)
+            else:
+                with tracing.active(span):
+                    await app(scope, receive, observed_send)
         finally:
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    tracing.fail(span, str(status))
+                span.end()
             if route not in _UNMEASURED:
                 elapsed = time.perf_counter() - started
                 REQUESTS.labels(route, scope["method"], str(status)).inc()
@@ -80,3 +92,10 @@ def request_middleware(app: ASGIApp) -> ASGIApp:
                 access_log.info("%(method)s %(path)s %(status)s %(ms)s ms", fields, extra=fields)
 
     return middleware
+
+
+def _request_span(scope: HTTPScope, route: str) -> Span:
+    """The request's server span: its trace is the client's when it sent a ``traceparent``."""
+    parent = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"traceparent"), None)
+    attributes = {"http.request.method": scope["method"], "http.route": route, "url.path": scope["path"]}
+    return tracing.start(f"{scope['method']} {route}", kind="server", traceparent=parent, attributes=attributes)

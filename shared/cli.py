@@ -25,6 +25,7 @@ import msgspec
 from shared.catalog import Catalog
 from shared.config import ConfigError, Settings, load_settings
 from shared.logs import configure_logging
+from shared.tracing import tracing
 
 __all__ = ("main",)
 
@@ -82,20 +83,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if configured and not _redis_usable(args.command, settings):
         return 2
-    if args.command == "api":
-        from api.server import serve_api
+    tracing.configure(settings.tracing, os.environ, service=f"aiapi-{'api' if args.command == 'up' else args.command}")
+    try:
+        if args.command == "api":
+            from api.server import serve_api
 
-        serve_api(settings)
-    elif args.command == "worker":
-        from worker.main import run_worker
+            serve_api(settings)
+        elif args.command == "worker":
+            from worker.main import run_worker
 
-        run_worker(settings)
-    elif args.command == "recorder":
-        from shared.ledger.service import run_recorder
+            run_worker(settings)
+        elif args.command == "recorder":
+            from shared.ledger.service import run_recorder
 
-        run_recorder(settings)
-    else:
-        return _up(settings, args.config, args.workers)
+            run_recorder(settings)
+        else:
+            return _up(settings, args.config, args.workers)
+    finally:
+        tracing.shutdown()
     return 0
 
 

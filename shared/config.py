@@ -59,6 +59,7 @@ __all__ = (
     "ServerConfig",
     "SessionsConfig",
     "Settings",
+    "TracingConfig",
     "WorkerConfig",
     "channel_problem",
     "load_settings",
@@ -128,6 +129,14 @@ class WorkerConfig(_Section, frozen=True, kw_only=True):
     """On SIGTERM, how long running generations may finish before they are stopped with a clean error."""
     metrics_port: int = 0
     """Serve this worker's Prometheus metrics on this port (0: off). ``aiapi up`` gives worker *i* port + i."""
+
+
+class TracingConfig(_Section, frozen=True, kw_only=True):
+    otlp_endpoint: str | None = None
+    """Export OpenTelemetry traces over OTLP/HTTP to this base URL (``/v1/traces`` is added). Unset:
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` if set, else tracing is off. Needs ``pip install aiapi[otel]``."""
+    service_name: str | None = None
+    """The ``service.name`` of the spans; default ``aiapi-api`` or ``aiapi-worker``."""
 
 
 class RelayConfig(_Section, frozen=True, kw_only=True):
@@ -206,6 +215,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     access: AccessConfig = msgspec.field(default_factory=AccessConfig)
+    tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
     channels: list[ChannelConfig] = msgspec.field(default_factory=_default_channels)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
     ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)

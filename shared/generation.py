@@ -153,6 +153,8 @@ class GenerationRequest(msgspec.Struct):
     responses are replayed from the log, so it lives as long as they do."""
     detached: bool = False
     """Runs to its end with nobody listening (a background response), even if its API instance dies."""
+    traceparent: str | None = None
+    """The W3C trace context of the API's request span, when tracing is on: the worker's spans join it."""
 
 
 _encoder = msgspec.json.Encoder()

@@ -26,6 +26,7 @@ from shared.config import Account, RoutingConfig
 from shared.errors import GatewayError, ModelNotFound, RateLimited, UpstreamError, UpstreamTimeout
 from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.keys import COOLDOWN_CHANNEL, ChannelKeys
+from shared.tracing import AttributeValue, tracing
 from worker.cooldowns import CooldownNotice, Cooldowns
 from worker.error_texts import ErrorTextGuard
 from worker.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
@@ -33,6 +34,8 @@ from worker.providers import NO_STATE, ProviderOutput, UpstreamCall
 from worker.redaction import scrub
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from shared.catalog import Route
     from shared.generation import GenerationRequest
     from shared.scripts import Scripts
@@ -123,8 +126,9 @@ class Router:
                 if trail is not None:
                     trail.attempt(attempt.route.channel.name, attempt.account.name)
                 answered = False
+                span = _attempt_span(attempt, tried) if tracing.enabled else None
                 try:
-                    async for output in self._call(attempt, request, turn):
+                    async for output in self._call(attempt, request, turn, span):
                         answered = answered or isinstance(output, _VISIBLE)
                         yield output
                     return
@@ -141,6 +145,9 @@ class Router:
                         "trying the next" if tried < self._routing.max_attempts else "giving up",
                     )
                     await self._cool_down(attempt, error)
+                finally:
+                    if span is not None:
+                        span.end()
         if failure is not None:
             raise failure
         raise RateLimited(
@@ -148,11 +155,12 @@ class Router:
         )
 
     async def _call(
-        self, attempt: Attempt, request: GenerationRequest, turn: SessionTurn | None
+        self, attempt: Attempt, request: GenerationRequest, turn: SessionTurn | None, span: Span | None
     ) -> AsyncGenerator[ProviderOutput, None]:
         channel = attempt.route.channel
         state = turn.provider_state(channel.name) if turn is not None else NO_STATE
-        call = UpstreamCall(request, attempt.route.upstream_model, attempt.account, state)
+        traceparent = tracing.traceparent(span) if span is not None else None
+        call = UpstreamCall(request, attempt.route.upstream_model, attempt.account, state, traceparent)
         guard = ErrorTextGuard(channel.error_texts)
         provider_type = channel.__struct_config__.tag
         sent_at: float | None = time.perf_counter()
@@ -184,6 +192,7 @@ class Router:
                     if held:
                         yield TextDelta(held)
                     if isinstance(output, Finished):
+                        _trace_result(span, output, usage)
                         for figures in usage:
                             yield figures
                     yield output
@@ -192,6 +201,7 @@ class Router:
             # Every error out of here is relayed and logged: none may carry the channel's keys.
             error.message = scrub(error.message, (account.api_key for account in channel.resolved_accounts()))
             error.args = (error.message,)
+            _trace_failure(span, error)
             raise
 
     def _backoff(self, tried: int) -> float:
@@ -240,3 +250,37 @@ class Router:
             await redis.publish(COOLDOWN_CHANNEL, msgspec.json.encode(notice))
         except RedisError as exc:
             log.warning("could not share the cooldown of %s/%s: %s", channel.name, attempt.account.name, exc)
+
+
+_GEN_AI_PROVIDERS = {"openai": "openai", "openai_responses": "openai", "anthropic": "anthropic"}
+
+
+def _attempt_span(attempt: Attempt, tried: int) -> Span:
+    """The span of one upstream attempt: which channel and account, in GenAI terms where they exist."""
+    channel = attempt.route.channel
+    tag = str(channel.__struct_config__.tag)
+    provider = _GEN_AI_PROVIDERS.get(tag, tag)
+    attributes: dict[str, AttributeValue] = {
+        "gen_ai.provider.name": provider,
+        "gen_ai.system": provider,
+        "gen_ai.request.model": attempt.route.upstream_model,
+        "aiapi.channel": channel.name,
+        "aiapi.account": attempt.account.name,
+        "aiapi.attempt": tried,
+    }
+    return tracing.start(f"upstream {channel.name}", kind="client", attributes=attributes)
+
+
+def _trace_failure(span: Span | None, error: GatewayError) -> None:
+    if span is not None:
+        tracing.fail(span, f"{error.code or error.type}: {error.message}")
+
+
+def _trace_result(span: Span | None, finished: Finished, usage: list[Usage]) -> None:
+    if span is None:
+        return
+    attributes: dict[str, AttributeValue] = {"gen_ai.response.finish_reasons": (finished.finish_reason,)}
+    if usage:
+        attributes["gen_ai.usage.input_tokens"] = sum(figures.input_tokens for figures in usage)
+        attributes["gen_ai.usage.output_tokens"] = sum(figures.output_tokens for figures in usage)
+    span.set_attributes(attributes)

@@ -23,6 +23,7 @@ from shared.errors import ClientClosed, Conflict, GatewayError, InternalError, S
 from shared.events import Failed, Finished, Started, Usage
 from shared.keys import GenerationKeys
 from shared.ledger.prices import PriceBook
+from shared.tracing import tracing
 from shared.usage import UsageLedger
 from worker.accounting import Tally
 from worker.emitter import EventEmitter
@@ -32,6 +33,8 @@ from worker.presence import ApiPresence
 from worker.session_turn import SessionTurn
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from shared.config import Settings
     from shared.generation import GenerationRequest
     from shared.scripts import Scripts
@@ -128,7 +131,11 @@ class GenerationRunner:
         keys = GenerationKeys(request.id)
         lease = lease or self.new_lease(request.id)
         turn = self._turn(request)
+        claim = self._claim_span(request) if tracing.enabled else None
         acquired = await lease.acquire()
+        if claim is not None:
+            claim.set_attribute("aiapi.claim", acquired.name.lower())
+            claim.end()
         if acquired is not Acquired.TAKEN:
             log.info("generation %s not started: %s", request.id, acquired.name.lower())
             if acquired is Acquired.CANCELLED and turn is not None:
@@ -156,7 +163,8 @@ class GenerationRunner:
         started = time.perf_counter()
         IN_FLIGHT.inc()
         try:
-            outcome = await self._generate(request, emitter, turn, tally)
+            generate = self._generate_traced if tracing.enabled else self._generate
+            outcome = await generate(request, emitter, turn, tally)
         except asyncio.CancelledError:
             reason = self._stop_reasons.get(request.id, StopReason.SHUTDOWN)
             outcome = reason.value
@@ -188,6 +196,35 @@ class GenerationRunner:
     def _lease_ttl(self) -> float:
         return self._settings.worker.lease_ttl_s
 
+    def _claim_span(self, request: GenerationRequest) -> Span:
+        attributes = {"aiapi.generation_id": request.id, "aiapi.worker_id": self.worker_id}
+        return tracing.start("claim", kind="consumer", traceparent=request.traceparent, attributes=attributes)
+
+    async def _generate_traced(
+        self, request: GenerationRequest, emitter: EventEmitter, turn: SessionTurn | None, tally: Tally
+    ) -> str:
+        """:meth:`_generate` inside the generation's span, the parent of its upstream attempts."""
+        attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": request.model}
+        span = tracing.start(f"chat {request.model}", traceparent=request.traceparent, attributes=attributes)
+        outcome = "cancelled"
+        try:
+            with tracing.active(span):
+                outcome = await self._generate(request, emitter, turn, tally)
+            return outcome
+        finally:
+            usage, estimated = tally.figures()
+            span.set_attributes(
+                {
+                    "gen_ai.usage.input_tokens": usage.input_tokens,
+                    "gen_ai.usage.output_tokens": usage.output_tokens,
+                    "aiapi.usage_estimated": estimated,
+                    "aiapi.outcome": outcome,
+                }
+            )
+            if outcome != "completed":
+                tracing.fail(span, outcome)
+            span.end()
+
     async def _generate(
         self, request: GenerationRequest, emitter: EventEmitter, turn: SessionTurn | None, tally: Tally
     ) -> str:
@@ -206,6 +243,8 @@ class GenerationRunner:
                             # The client may send its next turn the moment it sees the end: free the gate first.
                             await turn.release()
                         output = msgspec.structs.replace(output, finished_at=int(time.time()))
+                        if tracing.enabled:
+                            tracing.annotate({"gen_ai.response.finish_reasons": (output.finish_reason,)})
                     elif turn is not None:
                         turn.observe(output)
                     tally.observe(output)

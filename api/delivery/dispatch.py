@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from shared import keys
 from shared.errors import RedisUnavailable, ServiceUnavailable
 from shared.queue import enqueue_generation
+from shared.tracing import tracing
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -77,6 +78,10 @@ class Dispatcher:
 
     async def enqueue(self, request: GenerationRequest, *, queue_timeout_s: float) -> None:
         """Queue ``request`` with nobody following it (background work)."""
+        if tracing.enabled:
+            # The worker's spans join the request's trace.
+            tracing.annotate({"gen_ai.request.model": request.model, "gen_ai.operation.name": "chat"})
+            request.traceparent = tracing.traceparent()
         try:
             await enqueue_generation(self._redis, request, expires_s=queue_timeout_s)
         except RedisError as exc:

@@ -29,8 +29,10 @@ from shared.batching import RedisBatcher
 from shared.errors import GenerationLost, RedisUnavailable, ServiceUnavailable, WorkerLost
 from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, Started, decode_batch, decode_envelope
 from shared.keys import GenerationKeys, relay_channel
+from shared.tracing import tracing
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
     from redis.asyncio import Redis
 
     from api.draining import Drain
@@ -181,29 +183,36 @@ class Subscription:
         """
         queued_at = time.monotonic()
         drain = self._relay.drain
-        while True:
-            if drain is not None and drain.draining:
-                drain.check()
-            while self._next in self._held:
-                event = self._held.pop(self._next)
-                self._next += 1
-                if isinstance(event, Started) and not self._started:
-                    self._started = True
-                    QUEUE_WAIT.observe(time.monotonic() - queued_at)
-                yield event
-                if isinstance(event, TERMINAL_EVENTS):
-                    return
-            if self._held or self._behind:
-                self._behind = False
-                await self._read_log()
-                if self._next in self._held:
+        relaying: Span | None = None
+        try:
+            while True:
+                if drain is not None and drain.draining:
+                    drain.check()
+                while self._next in self._held:
+                    event = self._held.pop(self._next)
+                    self._next += 1
+                    if isinstance(event, Started) and not self._started:
+                        self._started = True
+                        QUEUE_WAIT.observe(time.monotonic() - queued_at)
+                        if tracing.enabled:
+                            relaying = _trace_queue_wait(queued_at)
+                    yield event
+                    if isinstance(event, TERMINAL_EVENTS):
+                        return
+                if self._held or self._behind:
+                    self._behind = False
+                    await self._read_log()
+                    if self._next in self._held:
+                        continue
+                if await self._wait():
                     continue
-            if await self._wait():
-                continue
-            await self._read_log()
-            if self._next not in self._held:
-                await self._check_alive(queued_at)
-                yield None
+                await self._read_log()
+                if self._next not in self._held:
+                    await self._check_alive(queued_at)
+                    yield None
+        finally:
+            if relaying is not None:
+                relaying.end()
 
     async def _wait(self) -> bool:
         """Wait up to ``idle_check_s`` for new events; say whether any arrived."""
@@ -264,6 +273,14 @@ class Subscription:
                     "The gateway's store lost this generation (Redis restarted without its data); retry the request."
                 )
             raise WorkerLost("The worker running this request stopped before finishing it.")
+
+
+def _trace_queue_wait(queued_at: float) -> Span:
+    """Record the queue wait that just ended (a span from ``queued_at``), and start the relay's span."""
+    now_ns = time.time_ns()
+    waited = tracing.start("queue wait", start_ns=now_ns - int((time.monotonic() - queued_at) * 1e9))
+    waited.end(now_ns)
+    return tracing.start("relay", start_ns=now_ns)
 
 
 class LogTail(Subscription):

@@ -47,6 +47,8 @@ class UpstreamCall:
     account: Account
     """The credentials to call with."""
     state: SessionState = field(default=NO_STATE)
+    traceparent: str | None = None
+    """The W3C trace context of this attempt's span (tracing on): sent to the upstream as a header."""
 
 
 class Provider(Protocol):

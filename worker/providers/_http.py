@@ -152,8 +152,10 @@ async def _drain(response: httpx.Response) -> None:
 
 
 def bearer_headers(call: UpstreamCall) -> list[tuple[str, str]]:
-    """Per-call headers of an OpenAI-style upstream: the request id and the account's bearer key."""
+    """Per-call headers of an OpenAI-style upstream: the request id, the trace and the account's bearer key."""
     headers = [("X-Request-ID", call.request.request_id)]
+    if call.traceparent:
+        headers.append(("traceparent", call.traceparent))
     if call.account.api_key:
         headers.append(("Authorization", f"Bearer {call.account.api_key}"))
     return headers

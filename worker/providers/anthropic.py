@@ -304,6 +304,8 @@ class AnthropicProvider(SseProvider):
         request = call.request
         body = _encoder.encode(build_messages_request(request, call.model, self._max_tokens))
         headers = [("x-request-id", request.request_id)]
+        if call.traceparent:
+            headers.append(("traceparent", call.traceparent))
         if call.account.api_key:
             headers.append(("x-api-key", call.account.api_key))
         return body, headers
