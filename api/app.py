@@ -76,9 +76,12 @@ def create_app(settings: Settings, *, drain: Drain | None = None) -> Litestar:
             drain=shutdown,
         )
         follower = asyncio.create_task(state.channels.follow(state.apply_channels, interval_s=_CHANNEL_POLL_S))
+        await dispatcher.check_workers()
+        watcher = asyncio.create_task(dispatcher.watch_workers())
         try:
             yield
         finally:
+            watcher.cancel()
             follower.cancel()
             await relay.stop()
             await redis.aclose()

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from api.openapi import documented
 from api.state import gateway_state
+from shared.keys import WORKER_HEALTH
 from shared.ledger.backlog import Backlog, backlog
 
 __all__ = ("HANDLERS", "healthz", "readyz")
@@ -55,7 +56,9 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
     workers: Check = "ok"
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
-            if not await state.dispatcher.workers_seen():
+            # Every worker refreshes this key at least every 10 s; one stopping deletes it even while
+            # others run, so a worker this process saw moments ago still counts.
+            if not await state.redis.exists(WORKER_HEALTH) and not state.dispatcher.workers_seen():
                 workers = "none alive"
             behind = await backlog(redis) if state.settings.ledger.enabled else None
     except (RedisError, OSError, TimeoutError):

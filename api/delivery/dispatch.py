@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ("Dispatcher",)
 
-_WORKER_CHECK_S = 1.0
-"""How long a look at the workers' health key is trusted: one Redis read per second, not per request."""
+WORKER_CHECK_S = 1.0
+"""How often each API process looks at the workers' health key (off the request path)."""
 _WORKER_HEALTH_S = 11.0
 """The health key's lifetime: the workers' health interval (10 s) plus one."""
 
@@ -33,6 +34,8 @@ class Dispatcher:
         self._relay = relay
         self._config = config
         self._workers_seen_at = float("-inf")
+        self._workers_known = False
+        """Whether the last look at the health key got an answer (Redis may be down)."""
 
     @property
     def reply_channel(self) -> str:
@@ -41,7 +44,8 @@ class Dispatcher:
     async def submit(self, request: GenerationRequest, *, queue_timeout_s: float | None = None) -> Subscription:
         """Queue ``request`` and return the subscription to its events (taken before the job exists)."""
         await self._relay.wait_ready(timeout_s=1.0)
-        await self._require_workers()
+        if not self.workers_seen():
+            raise ServiceUnavailable("No worker is running to take the request.", code="no_worker_available")
         timeout = self._config.queue_timeout_s if queue_timeout_s is None else queue_timeout_s
         subscription = self._relay.subscribe(request.id, queue_timeout_s=timeout)
         try:
@@ -51,30 +55,31 @@ class Dispatcher:
             raise
         return subscription
 
-    async def workers_seen(self) -> bool:
-        """Whether this process saw a live worker within the last health interval.
+    def workers_seen(self) -> bool:
+        """Whether a live worker was seen within the last health interval (or Redis did not say).
 
         Every live worker refreshes :data:`keys.WORKER_HEALTH`, which expires a second after its interval;
         a worker stopping cleanly deletes it even while others run, so a key seen moments ago still
         counts: during a rolling restart requests wait in the queue for the workers coming back.
-        Raises ``RedisError``.
         """
-        now = time.monotonic()
-        if now - self._workers_seen_at < _WORKER_CHECK_S:
-            return True
-        if await self._redis.exists(keys.WORKER_HEALTH):
-            self._workers_seen_at = now
-            return True
-        return now - self._workers_seen_at < _WORKER_HEALTH_S
+        return not self._workers_known or time.monotonic() - self._workers_seen_at < _WORKER_HEALTH_S
 
-    async def _require_workers(self) -> None:
-        """Fail at once, rather than after the queue timeout, when no worker is there to take the job."""
+    async def check_workers(self) -> None:
+        """Look at the workers' health key once; :meth:`watch_workers` does it every second."""
         try:
-            seen = await self.workers_seen()
-        except RedisError:
-            return  # the enqueue that follows reports Redis
-        if not seen:
-            raise ServiceUnavailable("No worker is running to take the request.", code="no_worker_available")
+            alive = await self._redis.exists(keys.WORKER_HEALTH)
+        except (RedisError, OSError):
+            self._workers_known = False  # an unreachable Redis is reported as such by the enqueue
+            return
+        self._workers_known = True
+        if alive:
+            self._workers_seen_at = time.monotonic()
+
+    async def watch_workers(self) -> None:
+        """Keep :meth:`workers_seen` current for the life of the process."""
+        while True:
+            await asyncio.sleep(WORKER_CHECK_S)
+            await self.check_workers()
 
     async def enqueue(self, request: GenerationRequest, *, queue_timeout_s: float) -> None:
         """Queue ``request`` with nobody following it (background work)."""

@@ -110,13 +110,14 @@ def test_no_worker_seen_means_503_at_once(redis_url: str) -> None:
 
 def test_a_request_waiting_for_restarting_workers_is_503_after_the_queue_timeout(redis_url: str) -> None:
     config = "[relay]\nqueue_timeout_s = 1.5\nidle_check_s = 0.3\n" + SLOW_MOCK.format(rate=0, reply="hi")
+    processes = GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0)
+    # A worker was seen moments ago (its health key has not expired): one may come back, so wait.
+    with Redis.from_url(processes.redis_url) as seen:
+        seen.set(keys.WORKER_HEALTH, b"restarting", px=60_000)
     with (
-        GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0) as gateway,
+        processes as gateway,
         openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk,
     ):
-        # A worker was seen moments ago (its health key has not expired): one may come back, so wait.
-        with Redis.from_url(gateway.redis_url) as seen:
-            seen.set(keys.WORKER_HEALTH, b"restarting", px=60_000)
         started = time.monotonic()
         with pytest.raises(openai.APIStatusError) as caught:
             sdk.chat.completions.create(model="slow-mock", messages=MESSAGES)

@@ -68,9 +68,10 @@ def test_a_stream_waiting_for_a_worker_is_kept_alive(redis_url: str) -> None:
         "[relay]\nkeepalive_s = 0.5\nqueue_timeout_s = 30\n"
         '[[channels]]\nname = "m"\ntype = "mock"\nmodels = ["mock-1"]\nreply = "at last"\n'
     )
-    with GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0) as gateway:
-        with redis.Redis.from_url(gateway.redis_url) as seen:  # workers restarting: one was seen moments ago
-            seen.set(keys.WORKER_HEALTH, b"restarting", px=60_000)
+    processes = GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0)
+    with redis.Redis.from_url(processes.redis_url) as seen:  # workers restarting: one was seen moments ago
+        seen.set(keys.WORKER_HEALTH, b"restarting", px=60_000)
+    with processes as gateway:
         body = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "stream": True}
         with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, timeout=30) as reply:
             assert reply.status_code == 200, "the stream is committed while the request waits in the queue"

@@ -23,13 +23,18 @@ async def test_no_worker_seen_is_503_at_once_and_queues_nothing(fake_redis: fake
     relay = Relay(fake_redis, instance_id="test", config=CONFIG)
     await relay.start()
     dispatcher = Dispatcher(fake_redis, relay, CONFIG)
+    assert dispatcher.workers_seen(), "before any look at Redis, nothing is known: no refusal"
+    await dispatcher.check_workers()
     with pytest.raises(ServiceUnavailable) as caught:
         await dispatcher.submit(_request("g1"))
     assert caught.value.status == 503 and caught.value.code == "no_worker_available"
     assert await fake_redis.zcard(QUEUE) == 0
 
-    await fake_redis.set(WORKER_HEALTH, b"worker", px=11_000)  # a worker is (or was just) alive: queue and wait
+    await fake_redis.set(WORKER_HEALTH, b"worker", px=11_000)
+    await dispatcher.check_workers()
+    await fake_redis.delete(WORKER_HEALTH)  # a worker stopping deletes the key while others may run
+    await dispatcher.check_workers()
     subscription = await dispatcher.submit(_request("g2"))
-    assert await fake_redis.zcard(QUEUE) == 1
+    assert await fake_redis.zcard(QUEUE) == 1, "a worker seen moments ago: the request queues and waits"
     subscription.close()
     await relay.stop()
