@@ -20,17 +20,21 @@ if TYPE_CHECKING:
     from shared.config import RelayConfig
     from shared.generation import GenerationRequest
 
-__all__ = ("Dispatcher",)
+__all__ = ("WORKER_HEALTH_S", "Dispatcher")
 
-WORKER_CHECK_S = 1.0
+_WORKER_CHECK_S = 1.0
 """How often each API process looks at the workers' health key (off the request path)."""
-_WORKER_HEALTH_S = 11.0
+WORKER_HEALTH_S = 11.0
 """The health key's lifetime: the workers' health interval (10 s) plus one."""
 
 
 class Dispatcher:
-    def __init__(self, redis: Redis, relay: Relay, config: RelayConfig) -> None:
+    def __init__(
+        self, redis: Redis, relay: Relay, config: RelayConfig, *, worker_health_s: float = WORKER_HEALTH_S
+    ) -> None:
         self._redis = redis
+        self._worker_health_s = worker_health_s
+        self._started_at = time.monotonic()
         self._relay = relay
         self._config = config
         self._workers_seen_at = float("-inf")
@@ -44,7 +48,7 @@ class Dispatcher:
     async def submit(self, request: GenerationRequest, *, queue_timeout_s: float | None = None) -> Subscription:
         """Queue ``request`` and return the subscription to its events (taken before the job exists)."""
         await self._relay.wait_ready(timeout_s=1.0)
-        if not self.workers_seen():
+        if self._no_workers():
             raise ServiceUnavailable("No worker is running to take the request.", code="no_worker_available")
         timeout = self._config.queue_timeout_s if queue_timeout_s is None else queue_timeout_s
         subscription = self._relay.subscribe(request.id, queue_timeout_s=timeout)
@@ -56,13 +60,19 @@ class Dispatcher:
         return subscription
 
     def workers_seen(self) -> bool:
-        """Whether a live worker was seen within the last health interval (or Redis did not say).
+        """Whether this process saw a live worker within the last health interval.
 
         Every live worker refreshes :data:`keys.WORKER_HEALTH`, which expires a second after its interval;
         a worker stopping cleanly deletes it even while others run, so a key seen moments ago still
         counts: during a rolling restart requests wait in the queue for the workers coming back.
         """
-        return not self._workers_known or time.monotonic() - self._workers_seen_at < _WORKER_HEALTH_S
+        return time.monotonic() - self._workers_seen_at < self._worker_health_s
+
+    def _no_workers(self) -> bool:
+        """Whether Redis says no worker has been alive for a whole health interval, this process's first
+        included (workers starting beside it may not have announced themselves yet)."""
+        since = max(self._workers_seen_at, self._started_at)
+        return self._workers_known and time.monotonic() - since >= self._worker_health_s
 
     async def check_workers(self) -> None:
         """Look at the workers' health key once; :meth:`watch_workers` does it every second."""
@@ -78,7 +88,7 @@ class Dispatcher:
     async def watch_workers(self) -> None:
         """Keep :meth:`workers_seen` current for the life of the process."""
         while True:
-            await asyncio.sleep(WORKER_CHECK_S)
+            await asyncio.sleep(_WORKER_CHECK_S)
             await self.check_workers()
 
     async def enqueue(self, request: GenerationRequest, *, queue_timeout_s: float) -> None:

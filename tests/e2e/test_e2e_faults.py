@@ -12,6 +12,7 @@ import openai
 import pytest
 from redis import Redis
 
+from api.delivery.dispatch import WORKER_HEALTH_S
 from shared import keys
 from shared.redis_server import EmbeddedRedis
 from tests.e2e.conftest import gateway_config
@@ -99,6 +100,7 @@ def test_no_worker_seen_means_503_at_once(redis_url: str) -> None:
         GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0) as gateway,
         openai.OpenAI(base_url=gateway.base_url, api_key="t", max_retries=0, timeout=30) as sdk,
     ):
+        time.sleep(WORKER_HEALTH_S + 0.5)  # a fresh API gives starting workers one health interval
         started = time.monotonic()
         with pytest.raises(openai.APIStatusError) as caught:
             sdk.chat.completions.create(model="slow-mock", messages=MESSAGES, stream=True)
