@@ -33,7 +33,7 @@ drain_s = {{drain_s}}
 [relay]
 idle_check_s = 0.3
 [worker]
-shutdown_grace_s = 10
+drain_s = 10
 [[channels]]
 name = "slow"
 type = "mock"

@@ -98,7 +98,7 @@ def test_grace_periods_outlast_the_drains(tmp_path: Path) -> None:
     assert pause[0] == "sleep"
     assert _pod(API)["terminationGracePeriodSeconds"] > float(pause[1]) + api.server.drain_s + api.relay.idle_check_s
     worker = _settings(tmp_path, WORKER)
-    assert _pod(WORKER)["terminationGracePeriodSeconds"] > worker.worker.shutdown_grace_s
+    assert _pod(WORKER)["terminationGracePeriodSeconds"] > worker.worker.drain_s
 
 
 def test_the_config_is_valid_and_every_key_it_names_is_a_secret(tmp_path: Path) -> None:
