@@ -1,5 +1,5 @@
-"""Serving the API role with uvicorn (uvloop + httptools, see :mod:`api.http_protocol`), and stopping it
-without failing requests.
+"""Serving the API role with uvicorn (uvloop + httptools, with the JSON 400 of :mod:`api.http_protocol` and the
+deadlines and connection cap of :mod:`api.connections`), and stopping it without failing requests.
 
 On SIGTERM uvicorn stops listening, closes idle connections and waits for running requests. This
 server also marks the app as draining at that moment (``/readyz`` turns 503; requests still running
@@ -16,8 +16,8 @@ from types import FrameType
 import uvicorn
 
 from api.app import create_app
+from api.connections import guarded_protocol
 from api.draining import Drain
-from api.http_protocol import GatewayHttpProtocol
 from shared.config import Settings
 
 __all__ = ("serve_api",)
@@ -44,7 +44,9 @@ def serve_api(settings: Settings, *, sock: socket.socket | None = None) -> None:
         host=settings.server.host,
         port=settings.server.port,
         loop="uvloop",
-        http=GatewayHttpProtocol,
+        http=guarded_protocol(settings.server),
+        # typed int by uvicorn, but only ever a call_later delay
+        timeout_keep_alive=settings.server.keepalive_timeout_s,  # type: ignore[arg-type]
         lifespan="on",
         access_log=False,
         log_level="warning",

@@ -79,6 +79,18 @@ class ServerConfig(_Section, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes_in_flight: int = 256 * 1024 * 1024
+    """Bytes of request bodies one API process holds at once; a body past it gets a quick 503."""
+    header_timeout_s: float = 10.0
+    """A request's line and headers must arrive within this, from the connection's opening or the
+    request's first byte; otherwise the connection is closed."""
+    body_timeout_s: float = 60.0
+    """A request's whole body must arrive within this after its headers (10 MB: 170 kB/s), else 408."""
+    keepalive_timeout_s: float = 5.0
+    """An idle connection between two requests is closed after this."""
+    max_connections: int = 1024
+    """Open connections one API process serves; past it, requests get a quick 503 and slow ones are cut
+    off after a second. Never more than half the process's descriptor limit (``ulimit -n``)."""
     metrics: bool = True
     """Serve Prometheus metrics at ``/metrics`` (like the probes, without a key: keep the port internal)."""
     drain_s: float = 30.0
@@ -275,6 +287,13 @@ def _check(settings: Settings, source: str) -> None:
             raise ConfigError(f"{source}: channel '{channel.name}': {problem}")
     if not 0 < settings.server.port < 65536:
         raise ConfigError(f"{source}: server.port must be between 1 and 65535")
+    server = settings.server
+    if min(server.header_timeout_s, server.body_timeout_s, server.keepalive_timeout_s) <= 0:
+        raise ConfigError(f"{source}: server timeouts must be positive")
+    if server.max_connections < 1:
+        raise ConfigError(f"{source}: server.max_connections must be at least 1")
+    if server.max_body_bytes_in_flight < server.max_body_bytes:
+        raise ConfigError(f"{source}: server.max_body_bytes_in_flight must be at least server.max_body_bytes")
     if settings.routing.max_attempts < 1:
         raise ConfigError(f"{source}: routing.max_attempts must be at least 1")
     if settings.worker.lease_ttl_s < 1:

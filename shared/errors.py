@@ -11,6 +11,8 @@ API as :class:`ErrorInfo` inside a ``failed`` event.
     ├── PermissionDenied ............. 403 permission_denied
     ├── NotFound ..................... 404 invalid_request_error
     │   └── ModelNotFound ............ 404 invalid_request_error / model_not_found
+    ├── RequestTimeout ............... 408 invalid_request_error / request_timeout
+    ├── PayloadTooLarge .............. 413 invalid_request_error / payload_too_large
     ├── Conflict ..................... 409 conflict
     ├── RateLimited .................. 429 rate_limit_exceeded (carries retry_after)
     ├── ClientClosed ................. 499 client_closed_request
@@ -42,9 +44,11 @@ __all__ = (
     "InvalidRequest",
     "ModelNotFound",
     "NotFound",
+    "PayloadTooLarge",
     "PermissionDenied",
     "RateLimited",
     "RedisUnavailable",
+    "RequestTimeout",
     "ServiceUnavailable",
     "UpstreamError",
     "UpstreamTimeout",
@@ -152,6 +156,22 @@ class ModelNotFound(NotFound):
 
     def __init__(self, model: str) -> None:
         super().__init__(f"The model '{model}' does not exist", param="model")
+
+
+class RequestTimeout(GatewayError):
+    """The client did not send its request body within ``server.body_timeout_s``."""
+
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class PayloadTooLarge(GatewayError):
+    """The request body is over ``server.max_body_bytes``."""
+
+    status = 413
+    type = "invalid_request_error"
+    default_code = "payload_too_large"
 
 
 class Conflict(GatewayError):

@@ -9,6 +9,7 @@ unless ``DATABASE_URL`` is passed in ``env``.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -65,12 +66,20 @@ class GatewayProcesses:
     """
 
     def __init__(
-        self, *, redis_url: str, config_toml: str, workers: int = 1, env: dict[str, str] | None = None
+        self,
+        *,
+        redis_url: str,
+        config_toml: str,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        api_nofile: int | None = None,
     ) -> None:
+        """``api_nofile``: the API process's descriptor limit (``ulimit -n``), for drills that use it up."""
         self.redis_url, self._database = _claim_database(redis_url)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._workers = workers
+        self._api_nofile = api_nofile
         self._dir = tempfile.TemporaryDirectory(prefix="aiapi-e2e-")
         self.config_path = Path(self._dir.name) / "aiapi.toml"
         self.config_path.write_text(config_toml, encoding="utf-8")
@@ -85,6 +94,12 @@ class GatewayProcesses:
         """Further API processes and recorders."""
 
     def _spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        nofile = self._api_nofile if args[0] == "api" else None
+
+        def limit() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         name = f"{args[0]}-{len(self.workers) + len(self.others)}.log"
         with (Path(self._dir.name) / name).open("ab") as log:
             return subprocess.Popen(
@@ -93,6 +108,7 @@ class GatewayProcesses:
                 env={**(self._ledger_env if args[0] != "worker" else {}), **self._env, **(env or {})},
                 stdout=log,
                 stderr=log,
+                preexec_fn=limit if nofile is not None else None,
             )
 
     def start_recorder(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
