@@ -19,6 +19,7 @@ from api.delivery.dispatch import Dispatcher
 from api.delivery.relay import Relay
 from api.draining import Drain
 from api.errors import exception_handlers
+from api.intake.bodies import BodyBudget, body_guard
 from api.intake.sessions import Sessions
 from api.metrics import metrics
 from api.middleware import request_middleware
@@ -99,7 +100,10 @@ def create_app(settings: Settings, *, drain: Drain | None = None) -> Litestar:
         ],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
-        middleware=[request_middleware],
+        middleware=[
+            request_middleware,
+            body_guard(BodyBudget(settings.server.max_body_bytes_in_flight), settings.server.max_body_bytes),
+        ],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=openapi_config(),
         template_config=template_config() if console else None,

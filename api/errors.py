@@ -8,13 +8,13 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ExceptionHandlersMap, Send
 
 from api.metrics import ERRORS
 from api.middleware import REQUEST_ID_KEY, request_id
 from shared.errors import ErrorBody, ErrorDetail, GatewayError
 
-__all__ = ("exception_handlers", "gateway_error_response")
+__all__ = ("exception_handlers", "gateway_error_response", "send_error")
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,28 @@ def _response(status: int, body: ErrorBody, headers: dict[str, str] | None = Non
     return Response(_encoder.encode(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def gateway_error_response(error: GatewayError) -> Response[bytes]:
+def _counted_headers(error: GatewayError) -> dict[str, str]:
     ERRORS.labels(str(error.status), error.code or error.type).inc()
     headers: dict[str, str] = {}
     if error.retry_after is not None:
         headers["retry-after"] = str(max(1, round(error.retry_after)))
     if error.status < 500 and error.status not in (409, 429):
         headers["x-should-retry"] = "false"
-    return _response(error.status, error.body(), headers)
+    return headers
+
+
+def gateway_error_response(error: GatewayError) -> Response[bytes]:
+    return _response(error.status, error.body(), _counted_headers(error))
+
+
+async def send_error(error: GatewayError, send: Send) -> None:
+    """Answer ``error`` straight to the ASGI ``send`` of a middleware, where Litestar's exception handlers
+    would answer it outside the request middleware (and so without its id, log line and metrics)."""
+    body = _encoder.encode(error.body())
+    headers = [(name.encode(), value.encode()) for name, value in _counted_headers(error).items()]
+    headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:

@@ -9,7 +9,7 @@ import msgspec
 
 from shared.errors import InvalidRequest
 
-__all__ = ("check_content_type", "decode_body")
+__all__ = ("check_body", "check_content_type", "decode_body")
 
 T = TypeVar("T")
 
@@ -29,9 +29,13 @@ _LONE_SURROGATE = re.compile(
 """A ``\\uD800``-``\\uDFFF`` escape that is not half of a pair: msgspec calls that "truncated" input."""
 
 
-def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
-    if not body.strip():
-        raise InvalidRequest("The request body is empty; expected a JSON object.")
+def check_body(body: bytes) -> None:
+    """Refuse with a 400 a body no decoder may be given: not UTF-8, or nested too deeply to decode.
+
+    Every body passes here before anything decodes any of it (:mod:`api.intake.bodies`), so that a
+    decoder reading only a part of it (the model name, for admission) cannot fail where the full
+    decoding would have refused it.
+    """
     if not body.isascii():
         # msgspec checks the UTF-8 of strings only when it decodes them, not of the parts it keeps as Raw,
         # and says UnicodeDecodeError when it does; so the whole body is checked once, here.
@@ -41,6 +45,13 @@ def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
             raise InvalidRequest(f"The request body is not valid UTF-8 (byte {exc.start}).") from None
     if len(body) >= _SHORT:
         _check_depth(body)
+
+
+def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """Decode a body into ``decoder``'s type; any way it is wrong is a 400."""
+    if not body.strip():
+        raise InvalidRequest("The request body is empty; expected a JSON object.")
+    check_body(body)  # a route's body passed it already; this keeps the promise for any other caller
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
