@@ -74,7 +74,7 @@ def connection_cap(configured: int) -> int:
     return max(1, soft // 2)
 
 
-def guarded_protocol(server: ServerConfig) -> type[HttpToolsProtocol]:
+def guarded_protocol(server: ServerConfig) -> type[GuardedProtocol]:
     """The gateway's httptools protocol with this server's deadlines and connection cap."""
     cap = connection_cap(server.max_connections)
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import GatewayProcesses
 
@@ -127,6 +128,19 @@ def test_a_slowloris_is_cut_off_while_clients_keep_being_served(guarded: Gateway
     assert max(closed["body"]) < BODY_S + SLACK_S
     assert max(closed["idle"]) < IDLE_S + SLACK_S
     assert rate >= 0.95, probes
+    timed_out = _requests(guarded, status="408")
+    assert timed_out >= 0.9 * len(closed["body"]), "a body past its deadline is logged as a 408"
+    assert _requests(guarded, status="500") == 0
+
+
+def _requests(gateway: GatewayProcesses, status: str) -> float:
+    text = httpx.get(f"{gateway.base_url.removesuffix('/v1')}/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "aiapi_http_requests_total" and sample.labels["status"] == status
+    )
 
 
 @pytest.fixture(scope="module")

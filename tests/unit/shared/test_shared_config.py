@@ -51,6 +51,12 @@ def test_file_and_environment(tmp_path: Path) -> None:
             "Invalid enum value 'claude' - at `channels[0].tool_client`",
         ),
         ("[server\n", "invalid TOML"),
+        ("[server]\nheader_timeout_s = 0\n", "server timeouts must be positive"),
+        ("[server]\nmax_connections = 0\n", "server.max_connections must be at least 1"),
+        (
+            "[server]\nmax_body_bytes = 10\nmax_body_bytes_in_flight = 9\n",
+            "server.max_body_bytes_in_flight must be at least server.max_body_bytes",
+        ),
     ],
 )
 def test_invalid_configuration_names_the_problem(tmp_path: Path, text: str, message: str) -> None:
