@@ -163,12 +163,14 @@ def body_guard(budget: BodyBudget, max_body_bytes: int) -> Callable[[ASGIApp], A
                 return
             share = _Share(budget)
             try:
-                body: bytes | None = await _read(scope, receive, share, max_body_bytes)
-                check_body(body or b"")
+                read = await _read(scope, receive, share, max_body_bytes)
+                check_body(read)
             except GatewayError as error:
                 share.give_back()
                 await send_error(error, send)
                 return
+            body: bytes | None = read
+            del read  # only the replay may hold the body: this frame lives as long as the request
 
             async def replay() -> ReceiveMessage:
                 nonlocal body

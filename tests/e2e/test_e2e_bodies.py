@@ -144,7 +144,9 @@ def test_a_client_leaving_mid_upload_is_logged_as_a_client_close(small_budget: G
 
 @pytest.fixture(scope="module")
 def large_budget(redis_url: str) -> Iterator[GatewayProcesses]:
-    with GatewayProcesses(redis_url=redis_url, config_toml=MOCK, workers=0) as processes:
+    # The default bound; deadlines long enough for a gigabyte of uploads on a loaded machine.
+    config = f"[server]\nheader_timeout_s = 60\nbody_timeout_s = 300\n\n{MOCK}"
+    with GatewayProcesses(redis_url=redis_url, config_toml=config, workers=0) as processes:
         yield processes
 
 
