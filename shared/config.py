@@ -285,15 +285,9 @@ def _check(settings: Settings, source: str) -> None:
         problem = channel_problem(channel)
         if problem:
             raise ConfigError(f"{source}: channel '{channel.name}': {problem}")
-    if not 0 < settings.server.port < 65536:
-        raise ConfigError(f"{source}: server.port must be between 1 and 65535")
-    server = settings.server
-    if min(server.header_timeout_s, server.body_timeout_s, server.keepalive_timeout_s) <= 0:
-        raise ConfigError(f"{source}: server timeouts must be positive")
-    if server.max_connections < 1:
-        raise ConfigError(f"{source}: server.max_connections must be at least 1")
-    if server.max_body_bytes_in_flight < server.max_body_bytes:
-        raise ConfigError(f"{source}: server.max_body_bytes_in_flight must be at least server.max_body_bytes")
+    problem = server_problem(settings.server)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
     if settings.routing.max_attempts < 1:
         raise ConfigError(f"{source}: routing.max_attempts must be at least 1")
     if settings.worker.lease_ttl_s < 1:
@@ -313,6 +307,19 @@ def _check(settings: Settings, source: str) -> None:
     problem = redis_problem(settings.redis)
     if problem:
         raise ConfigError(f"{source}: {problem}")
+
+
+def server_problem(server: ServerConfig) -> str | None:
+    """What is wrong with the ``[server]`` section, if anything."""
+    if not 0 < server.port < 65536:
+        return "server.port must be between 1 and 65535"
+    if min(server.header_timeout_s, server.body_timeout_s, server.keepalive_timeout_s) <= 0:
+        return "server timeouts must be positive"
+    if server.max_connections < 1:
+        return "server.max_connections must be at least 1"
+    if server.max_body_bytes_in_flight < server.max_body_bytes:
+        return "server.max_body_bytes_in_flight must be at least server.max_body_bytes"
+    return None
 
 
 def redis_problem(redis: RedisConfig) -> str | None:
