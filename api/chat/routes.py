@@ -10,18 +10,17 @@ from litestar import Request, Response, post
 from litestar.response import Stream
 from msgspec import UNSET
 
-from api.access.admission import admit, charged
-from api.access.identity import client_identity
+from api.access.admission import admit
 from api.chat.output import ChatCompletion, ChatCompletionBuilder, ChatCompletionChunk, ChatStreamWriter, error_frame
 from api.chat.request import ChatRequestBody, decode_chat_request, to_generation
-from api.delivery.streaming import Relayed, sse_response, unless_client_leaves
+from api.delivery.streaming import sse_response, unless_client_leaves
 from api.intake.decoding import check_content_type
-from api.intake.limits import check_limits
+from api.intake.submit import check_model, submit
 from api.middleware import REQUEST_ID_KEY
 from api.openapi import EventStream, documented
 from api.state import gateway_state
 from shared import logs
-from shared.errors import ErrorBody, ModelNotFound
+from shared.errors import ErrorBody
 from shared.generation import ClientInfo
 from shared.ids import new_generation_id
 
@@ -47,8 +46,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
     state = gateway_state(request)
     check_content_type(request.headers.get("content-type"))
     chat = decode_chat_request(await request.body())
-    if chat.model not in state.catalog:
-        raise ModelNotFound(chat.model)
+    check_model(request, chat.model)
     generation_id = new_generation_id()
     logs.generation_id.set(generation_id)
     created = int(time.time())
@@ -60,17 +58,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         created=created,
         client=ClientInfo.from_headers(request.headers),
     )
-    check_limits(generation, state.settings.limits)
-    async with charged(admission) as generation.billing:
-        generation = await state.sessions.enter(
-            request, generation, owner=client_identity(request), queue_timeout_s=state.settings.relay.queue_timeout_s
-        )
-        try:
-            subscription = await state.dispatcher.submit(generation)
-        except BaseException:
-            await state.sessions.leave(generation)
-            raise
-    relayed = Relayed(subscription, state.dispatcher)
+    relayed = await submit(request, admission, generation)
     completion_id = f"chatcmpl-{generation_id}"
     try:
         if not chat.stream:

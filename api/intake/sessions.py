@@ -10,7 +10,8 @@ increments the session's fencing counter; the run carries its token in :class:`S
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 from redis.exceptions import RedisError
@@ -22,18 +23,28 @@ from shared.generation import GenerationRequest, Message, SessionRef
 from shared.sessions import decode_zero_width, history_key, new_session_id, strip_messages, turn_fingerprint
 
 if TYPE_CHECKING:
-    from litestar import Request
     from redis.asyncio import Redis
 
     from api.delivery.dispatch import Dispatcher
     from shared.config import Settings
     from shared.scripts import Scripts
 
-__all__ = ("CONCURRENCY_HEADER", "Sessions")
+__all__ = ("CONCURRENCY_HEADER", "Policy", "Sessions", "concurrency_policy")
 
 CONCURRENCY_HEADER = "x-aiapi-concurrency"
 Policy = Literal["reject", "cancel_previous", "allow"]
 _POLICIES: tuple[Policy, ...] = ("reject", "cancel_previous", "allow")
+
+
+def concurrency_policy(headers: Mapping[str, str]) -> Policy | None:
+    """The policy the client asked for in ``x-aiapi-concurrency`` (``None``: the configured one)."""
+    asked = headers.get(CONCURRENCY_HEADER)
+    if asked is None:
+        return None
+    for policy in _POLICIES:
+        if asked == policy:
+            return policy
+    raise InvalidRequest(f"{CONCURRENCY_HEADER} must be one of {', '.join(_POLICIES)}.", param=CONCURRENCY_HEADER)
 
 
 class Sessions:
@@ -45,18 +56,19 @@ class Sessions:
 
     async def enter(
         self,
-        request: Request[Any, Any, Any],
         generation: GenerationRequest,
         *,
+        policy: Policy | None,
         owner: str,
         queue_timeout_s: float,
         inherited: str | None = None,
     ) -> GenerationRequest:
         """``generation`` with its session resolved and admitted, and zero-width markers stripped.
 
+        ``policy`` is the client's (see :func:`concurrency_policy`), ``None`` for the configured one.
         ``inherited`` is the session of a stored response this request continues; it takes precedence.
         """
-        policy = self._policy(request)
+        policy = policy or self._settings.sessions.concurrency
         session_id, messages = await self._resolve(owner, generation.messages, inherited)
         hold_s = queue_timeout_s + self._settings.worker.lease_ttl_s
         # A new session's id is known to nobody until its first reply exists: nothing can collide with it.
@@ -80,15 +92,6 @@ class Sessions:
             with contextlib.suppress(RedisError):
                 gate = keys.SessionKeys(session.owner, session.id).gate
                 await self._scripts.release(keys=[gate], args=[generation.id])
-
-    def _policy(self, request: Request[Any, Any, Any]) -> Policy:
-        asked = request.headers.get(CONCURRENCY_HEADER)
-        if asked is None:
-            return self._settings.sessions.concurrency
-        for policy in _POLICIES:
-            if asked == policy:
-                return policy
-        raise InvalidRequest(f"{CONCURRENCY_HEADER} must be one of {', '.join(_POLICIES)}.", param=CONCURRENCY_HEADER)
 
     async def _resolve(
         self, owner: str, messages: list[Message], inherited: str | None

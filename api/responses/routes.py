@@ -12,11 +12,11 @@ from litestar import Request, Response, delete, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
-from api.access.admission import admit, authenticate, charged
+from api.access.admission import admit, authenticate
 from api.access.identity import client_identity
 from api.delivery.streaming import SSE_HEADERS, Relayed, sse_response, unless_client_leaves
 from api.intake.decoding import check_content_type
-from api.intake.limits import check_limits
+from api.intake.submit import check_model, submit
 from api.middleware import REQUEST_ID_KEY
 from api.openapi import EventStream, documented
 from api.responses import request as adapter
@@ -25,7 +25,7 @@ from api.responses.projection import ResponseProjector
 from api.responses.store import StoredResponse
 from api.state import GatewayState, gateway_state
 from shared import logs
-from shared.errors import ClientClosed, Conflict, GatewayError, InvalidRequest, ModelNotFound, NotFound
+from shared.errors import ClientClosed, Conflict, GatewayError, InvalidRequest, NotFound
 from shared.events import Failed, GenerationEvent
 from shared.generation import ClientInfo, GenerationRequest, Message, TextPart
 from shared.ids import new_response_id
@@ -53,8 +53,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
     state = gateway_state(request)
     check_content_type(request.headers.get("content-type"))
     body = adapter.decode_create_response(await request.body())
-    if body.model not in state.catalog:
-        raise ModelNotFound(body.model)
+    check_model(request, body.model)
     owner = client_identity(request)
     history, inherited_session = await _history(state, body.previous_response_id, owner)
     response_id = new_response_id()
@@ -81,27 +80,37 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
         retain_s=store.ttl_s if shell.store else None,
         detached=shell.background,
     )
-    check_limits(generation, state.settings.limits, messages_param="input")
     queue_timeout = store.queue_timeout_s(shell.background)
-    async with charged(admission) as generation.billing:
-        generation = await state.sessions.enter(
-            request, generation, owner=owner, queue_timeout_s=queue_timeout, inherited=inherited_session
+
+    async def keep(admitted: GenerationRequest) -> None:
+        session_id = admitted.session.id if admitted.session else None
+        record = StoredResponse(
+            shell=shell, owner=owner, conversation=conversation, input_items=parsed.items, session_id=session_id
         )
-        try:
-            if shell.store:
-                session_id = generation.session.id if generation.session else None
-                record = StoredResponse(
-                    shell=shell, owner=owner, conversation=conversation, input_items=parsed.items, session_id=session_id
-                )
-                await store.create(record)
-            if shell.background and not body.stream:
-                await state.dispatcher.enqueue(generation, queue_timeout_s=queue_timeout)
-                return _json(ResponseProjector(shell).snapshot())
-            subscription = await state.dispatcher.submit(generation, queue_timeout_s=queue_timeout)
-        except BaseException:
-            await state.sessions.leave(generation)
-            raise
-    relayed = Relayed(subscription, state.dispatcher, detached=shell.background)
+        await store.create(record)
+
+    gated = keep if shell.store else None
+    if shell.background and not body.stream:
+        await submit(
+            request,
+            admission,
+            generation,
+            listen=False,
+            queue_timeout_s=queue_timeout,
+            messages_param="input",
+            inherited_session=inherited_session,
+            gated=gated,
+        )
+        return _json(ResponseProjector(shell).snapshot())
+    relayed = await submit(
+        request,
+        admission,
+        generation,
+        queue_timeout_s=queue_timeout,
+        messages_param="input",
+        inherited_session=inherited_session,
+        gated=gated,
+    )
     projector = ResponseProjector(shell)
     try:
         if not body.stream:
