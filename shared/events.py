@@ -20,6 +20,7 @@ __all__ = (
     "GenerationEvent",
     "Started",
     "TextDelta",
+    "ThinkingDelta",
     "ToolCallDelta",
     "ToolCallStarted",
     "Usage",
@@ -37,6 +38,17 @@ class Started(msgspec.Struct, tag="started"):
 
 class TextDelta(msgspec.Struct, tag="text"):
     text: str
+
+
+class ThinkingDelta(msgspec.Struct, tag="thinking", omit_defaults=True):
+    """A fragment of the model's visible reasoning, or the signature that closes a thinking block.
+
+    Consecutive deltas make one block; a delta with ``redacted`` is a whole redacted block of its own.
+    """
+
+    text: str = ""
+    signature: str = ""
+    redacted: str = ""
 
 
 class ToolCallStarted(msgspec.Struct, tag="tool_call"):
@@ -58,12 +70,17 @@ class Usage(msgspec.Struct, tag="usage"):
     input_tokens: int
     output_tokens: int
     cached_tokens: int = 0
+    """Prompt tokens read from the prompt cache (counted in ``input_tokens`` too)."""
     reasoning_tokens: int = 0
+    cache_creation_tokens: int = 0
+    """Prompt tokens written to the prompt cache (counted in ``input_tokens`` too)."""
 
 
 class Finished(msgspec.Struct, tag="finished"):
     finish_reason: str
     """``stop``, ``length``, ``tool_calls`` or ``content_filter``."""
+    stop_sequence: str | None = None
+    """The stop sequence that ended the output, when the upstream says which."""
     finished_at: int = 0
     """Unix time (seconds); the runner stamps it, so every replay of the log reports the same moment."""
 
@@ -72,7 +89,7 @@ class Failed(msgspec.Struct, tag="failed"):
     error: ErrorInfo
 
 
-GenerationEvent = Started | TextDelta | ToolCallStarted | ToolCallDelta | Usage | Finished | Failed
+GenerationEvent = Started | TextDelta | ThinkingDelta | ToolCallStarted | ToolCallDelta | Usage | Finished | Failed
 
 TERMINAL_EVENTS = (Finished, Failed)
 

@@ -16,6 +16,7 @@ from msgspec import UNSET, UnsetType
 from shared.usage import Billing
 
 __all__ = (
+    "CacheControl",
     "ClientInfo",
     "ContentPart",
     "FunctionTool",
@@ -26,6 +27,7 @@ __all__ = (
     "Sampling",
     "SessionRef",
     "TextPart",
+    "Thinking",
     "ToolCall",
     "ToolChoice",
     "decode_request",
@@ -35,8 +37,17 @@ __all__ = (
 Role = Literal["system", "user", "assistant", "tool"]
 
 
-class TextPart(msgspec.Struct, tag="text"):
+class CacheControl(msgspec.Struct):
+    """A prompt-cache breakpoint (Anthropic's ``cache_control``); backends without prompt caching ignore it."""
+
+    type: Literal["ephemeral"] = "ephemeral"
+    ttl: str | UnsetType = UNSET
+    """``5m`` or ``1h``; left out, the upstream's default."""
+
+
+class TextPart(msgspec.Struct, tag="text", omit_defaults=True):
     text: str
+    cache_control: CacheControl | None = None
 
 
 class ImagePart(msgspec.Struct, tag="image"):
@@ -57,12 +68,25 @@ class ToolCall(msgspec.Struct):
     """The arguments as a JSON text, exactly as the model produced them."""
 
 
+class Thinking(msgspec.Struct, omit_defaults=True):
+    """A reasoning block of an assistant turn, kept so a backend that signed it can be sent it back unchanged."""
+
+    text: str = ""
+    signature: str = ""
+    redacted: str = ""
+    """The encrypted data of a redacted thinking block (then ``text`` is empty)."""
+
+
 class Message(msgspec.Struct):
     role: Role
     content: list[ContentPart] = msgspec.field(default_factory=list)
     tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    thinking: list[Thinking] = msgspec.field(default_factory=list)
+    """An assistant turn's reasoning, before its text and calls; only backends that can take it back use it."""
+    is_error: bool = False
+    """A tool result that reports the tool's failure."""
 
     def text(self) -> str:
         """The message's text parts joined; images are left out."""
@@ -88,6 +112,7 @@ class Sampling(msgspec.Struct):
 
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
     max_output_tokens: int | None = None
     stop: list[str] = msgspec.field(default_factory=list)
     seed: int | None = None
@@ -96,6 +121,8 @@ class Sampling(msgspec.Struct):
     response_format: msgspec.Raw | UnsetType = UNSET
     """An OpenAI Chat ``response_format`` object, passed on as it came."""
     reasoning_effort: str | None = None
+    thinking_budget: int | None = None
+    """Extended thinking's token budget (Anthropic ``thinking.budget_tokens``); ``None``: thinking off."""
     parallel_tool_calls: bool | None = None
     user: str | None = None
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from shared.events import TextDelta, ToolCallDelta, ToolCallStarted, Usage
+from shared.events import TextDelta, ThinkingDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.ledger.record import LedgerRecord, encode_record
 from shared.usage import LedgerEntry, estimate_tokens
 from worker.metrics import TOKENS
@@ -73,6 +73,8 @@ class Tally:
                 self._text.append(output.text)
         elif isinstance(output, ToolCallDelta):
             self._characters += len(output.arguments)
+        elif isinstance(output, ThinkingDelta):
+            self._characters += len(output.text)
         elif isinstance(output, ToolCallStarted):
             self._characters += len(output.name)
         elif isinstance(output, Usage):

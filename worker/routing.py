@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from shared.config import Account, RoutingConfig
 from shared.errors import GatewayError, ModelNotFound, RateLimited, UpstreamError, UpstreamTimeout
-from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
+from shared.events import Finished, TextDelta, ThinkingDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.keys import COOLDOWN_CHANNEL, ChannelKeys
 from shared.tracing import AttributeValue, tracing
 from worker.cooldowns import CooldownNotice, Cooldowns
@@ -48,7 +48,7 @@ __all__ = ("Attempt", "Router")
 log = logging.getLogger(__name__)
 
 _RETRYABLE = (RateLimited, UpstreamError, UpstreamTimeout)
-_VISIBLE = (TextDelta, ToolCallStarted, ToolCallDelta)
+_VISIBLE = (TextDelta, ThinkingDelta, ToolCallStarted, ToolCallDelta)
 _MAX_BACKOFF_S = 2.0
 
 

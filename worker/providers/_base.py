@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from shared.config import Account
-from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
+from shared.events import Finished, TextDelta, ThinkingDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.generation import GenerationRequest
 
 __all__ = ("NO_STATE", "Provider", "ProviderOutput", "SessionState", "UpstreamCall")
 
-ProviderOutput = TextDelta | ToolCallStarted | ToolCallDelta | Usage | Finished
+ProviderOutput = TextDelta | ThinkingDelta | ToolCallStarted | ToolCallDelta | Usage | Finished
 """What a provider yields; the runner numbers it and relays it. ``Finished`` comes last."""
 
 

@@ -19,8 +19,8 @@ from msgspec import UNSET, UnsetType
 
 from shared.config import AnthropicChannel
 from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
-from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
-from shared.generation import GenerationRequest, ImagePart, Message, TextPart, ToolChoice
+from shared.events import Finished, TextDelta, ThinkingDelta, ToolCallDelta, ToolCallStarted, Usage
+from shared.generation import GenerationRequest, ImagePart, Message, TextPart, Thinking, ToolChoice
 from worker.providers._base import ProviderOutput, UpstreamCall
 from worker.providers._http import HttpEndpoint, error_from_response
 from worker.providers._sse import ServerSentEvent
@@ -45,9 +45,12 @@ from worker.providers.anthropic_wire import (
     Metadata,
     NamedToolChoice,
     NoToolChoice,
+    RedactedThinkingBlock,
     StreamEvent,
     StreamUsage,
     TextBlock,
+    ThinkingBlock,
+    ThinkingParam,
     ToolChoiceParam,
     ToolParam,
     ToolResultBlock,
@@ -106,21 +109,38 @@ def _image(part: ImagePart) -> ImageBlock:
     return ImageBlock(Base64Source(media_type, payload))
 
 
+def _text(part: TextPart) -> TextBlock:
+    return TextBlock(part.text, part.cache_control or UNSET)
+
+
 def _parts(message: Message) -> list[TextBlock | ImageBlock]:
     # The API rejects empty text blocks, and clients often send "" beside tool calls.
     return [
-        TextBlock(part.text) if isinstance(part, TextPart) else _image(part)
+        _text(part) if isinstance(part, TextPart) else _image(part)
         for part in message.content
         if not isinstance(part, TextPart) or part.text
     ]
 
 
+def _thinking(thinking: Thinking) -> ThinkingBlock | RedactedThinkingBlock:
+    return (
+        RedactedThinkingBlock(thinking.redacted)
+        if thinking.redacted
+        else ThinkingBlock(thinking.text, thinking.signature)
+    )
+
+
 def _blocks(message: Message) -> list[ContentBlock]:
     if message.role == "tool":
         parts = _parts(message)
-        content = message.text() if all(isinstance(p, TextBlock) for p in parts) else parts
-        return [ToolResultBlock(_tool_use_id(message.tool_call_id or ""), content)]
-    blocks: list[ContentBlock] = [*_parts(message)]
+        plain = all(isinstance(p, TextBlock) and p.cache_control is UNSET for p in parts)
+        content = message.text() if plain else parts
+        return [ToolResultBlock(_tool_use_id(message.tool_call_id or ""), content, message.is_error)]
+    blocks: list[ContentBlock] = []
+    if message.role == "assistant":
+        # Only signed reasoning can go back: Anthropic checks the signature of every thinking block.
+        blocks += [_thinking(t) for t in message.thinking if t.redacted or t.signature]
+    blocks += _parts(message)
     if message.role == "assistant":
         blocks += [ToolUseBlock(_tool_use_id(c.id), c.name, _tool_input(c.arguments)) for c in message.tool_calls]
     return blocks
@@ -155,9 +175,16 @@ def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> ToolChoice
     return AutoToolChoice(disable)
 
 
+def _system(messages: list[Message]) -> str | list[TextBlock] | UnsetType:
+    """The system text; as blocks when the client marked a cache breakpoint in it, so the mark stays."""
+    parts = [p for m in messages if m.role == "system" for p in m.content if isinstance(p, TextPart) and p.text]
+    if any(part.cache_control for part in parts):
+        return [_text(part) for part in parts]
+    return "\n\n".join(part.text for part in parts) or UNSET
+
+
 def build_messages_request(request: GenerationRequest, model: str, default_max_tokens: int) -> MessagesRequest:
     sampling = request.sampling
-    system = "\n\n".join(text for m in request.messages if m.role == "system" and (text := m.text()))
     tools = [
         ToolParam(t.name, _ANY_OBJECT_SCHEMA if t.parameters is UNSET else t.parameters, t.description or UNSET)
         for t in request.tools
@@ -167,11 +194,13 @@ def build_messages_request(request: GenerationRequest, model: str, default_max_t
         messages=_conversation(request.messages),
         max_tokens=sampling.max_output_tokens or default_max_tokens,
         stream=True,
-        system=system or UNSET,
+        system=_system(request.messages),
         tools=tools or UNSET,
         tool_choice=_tool_choice(request.tool_choice, sampling.parallel_tool_calls) if tools else UNSET,
         temperature=UNSET if sampling.temperature is None else sampling.temperature,
         top_p=UNSET if sampling.top_p is None else sampling.top_p,
+        top_k=UNSET if sampling.top_k is None else sampling.top_k,
+        thinking=UNSET if sampling.thinking_budget is None else ThinkingParam(sampling.thinking_budget),
         stop_sequences=sampling.stop or UNSET,
         metadata=Metadata(sampling.user) if sampling.user else UNSET,
     )
@@ -211,6 +240,7 @@ class _StreamTranslator:
         """Content block index → tool call index."""
         self._usage: StreamUsage | None = None
         self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None
 
     def event(self, event: ServerSentEvent) -> list[ProviderOutput]:
         """Output for one event; ``ping`` and any kind this module does not know are skipped."""
@@ -230,33 +260,50 @@ class _StreamTranslator:
                 f"upstream '{self._channel}' ended the stream before message_stop", code="upstream_incomplete"
             )
         usage = self.usage()
-        return [Finished(self.finish_reason())] if usage is None else [usage, Finished(self.finish_reason())]
+        return [self.finished()] if usage is None else [usage, self.finished()]
 
     def feed(self, event: StreamEvent) -> ProviderOutput | None:
         if isinstance(event, ContentBlockDelta):
-            delta = event.delta
-            if delta.type == "text_delta" and delta.text:
-                return TextDelta(delta.text)
-            index = self._tools.get(event.index)
-            if index is not None and delta.type == "input_json_delta" and delta.partial_json:
-                return ToolCallDelta(index, delta.partial_json)
-        elif isinstance(event, ContentBlockStart):
-            block = event.content_block
-            if block.type == "tool_use":
-                index = self._tools[event.index] = len(self._tools)
-                return ToolCallStarted(index, block.id, block.name)
-            if block.type == "text" and block.text:
-                return TextDelta(block.text)
-        elif isinstance(event, MessageStart):
+            return self._delta(event)
+        if isinstance(event, ContentBlockStart):
+            return self._start(event)
+        if isinstance(event, MessageStart):
             self._add_usage(event.message.usage)
         elif isinstance(event, MessageDelta):
             self._stop_reason = event.delta.stop_reason or self._stop_reason
+            self._stop_sequence = event.delta.stop_sequence or self._stop_sequence
             if event.usage is not None:
                 self._add_usage(event.usage)
         elif isinstance(event, MessageStop):
             self.done = True
         elif isinstance(event, ErrorEvent):
             raise _stream_error(self._channel, event.error)
+        return None
+
+    def _delta(self, event: ContentBlockDelta) -> ProviderOutput | None:
+        delta = event.delta
+        if delta.type == "text_delta" and delta.text:
+            return TextDelta(delta.text)
+        if delta.type == "thinking_delta" and delta.thinking:
+            return ThinkingDelta(delta.thinking)
+        if delta.type == "signature_delta" and delta.signature:
+            return ThinkingDelta(signature=delta.signature)
+        index = self._tools.get(event.index)
+        if index is not None and delta.type == "input_json_delta" and delta.partial_json:
+            return ToolCallDelta(index, delta.partial_json)
+        return None
+
+    def _start(self, event: ContentBlockStart) -> ProviderOutput | None:
+        block = event.content_block
+        if block.type == "tool_use":
+            index = self._tools[event.index] = len(self._tools)
+            return ToolCallStarted(index, block.id, block.name)
+        if block.type == "text" and block.text:
+            return TextDelta(block.text)
+        if block.type == "thinking" and block.thinking:
+            return ThinkingDelta(block.thinking)
+        if block.type == "redacted_thinking":
+            return ThinkingDelta(redacted=block.data)
         return None
 
     def _add_usage(self, usage: StreamUsage) -> None:
@@ -279,10 +326,11 @@ class _StreamTranslator:
             input_tokens=(usage.input_tokens or 0) + cached + written,
             output_tokens=usage.output_tokens or 0,
             cached_tokens=cached,
+            cache_creation_tokens=written,
         )
 
-    def finish_reason(self) -> str:
-        return _FINISH_REASONS.get(self._stop_reason or "end_turn", "stop")
+    def finished(self) -> Finished:
+        return Finished(_FINISH_REASONS.get(self._stop_reason or "end_turn", "stop"), stop_sequence=self._stop_sequence)
 
 
 class AnthropicProvider(SseProvider):

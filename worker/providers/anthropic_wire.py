@@ -11,6 +11,8 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from shared.generation import CacheControl
+
 __all__ = (
     "STREAM_EVENTS",
     "AnyToolChoice",
@@ -36,9 +38,12 @@ __all__ = (
     "Metadata",
     "NamedToolChoice",
     "NoToolChoice",
+    "RedactedThinkingBlock",
     "StreamEvent",
     "StreamUsage",
     "TextBlock",
+    "ThinkingBlock",
+    "ThinkingParam",
     "ToolChoiceParam",
     "ToolParam",
     "ToolResultBlock",
@@ -65,6 +70,7 @@ class UrlSource(_Tagged, tag="url"):
 
 class TextBlock(_Tagged, tag="text"):
     text: str
+    cache_control: CacheControl | UnsetType = UNSET
 
 
 class ImageBlock(_Tagged, tag="image"):
@@ -82,9 +88,19 @@ class ToolResultBlock(_Tagged, tag="tool_result"):
     tool_use_id: str
     content: str | list[TextBlock | ImageBlock] = ""
     """Left out when empty: the API rejects empty text."""
+    is_error: bool = False
 
 
-ContentBlock = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+class ThinkingBlock(_Tagged, tag="thinking"):
+    thinking: str
+    signature: str
+
+
+class RedactedThinkingBlock(_Tagged, tag="redacted_thinking"):
+    data: str
+
+
+ContentBlock = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock
 
 
 class MessageParam(msgspec.Struct):
@@ -122,19 +138,26 @@ class Metadata(msgspec.Struct):
     user_id: str
 
 
+class ThinkingParam(_Tagged, tag="enabled"):
+    budget_tokens: int
+
+
 class MessagesRequest(msgspec.Struct, omit_defaults=True):
     model: str
     messages: list[MessageParam]
     max_tokens: int
     stream: Literal[True]
     """Always streamed; a field without a default, so ``omit_defaults`` still sends it."""
-    system: str | UnsetType = UNSET
+    system: str | list[TextBlock] | UnsetType = UNSET
+    """A list of blocks only when one carries a ``cache_control`` breakpoint."""
     tools: list[ToolParam] | UnsetType = UNSET
     tool_choice: ToolChoiceParam | UnsetType = UNSET
     temperature: float | UnsetType = UNSET
     top_p: float | UnsetType = UNSET
+    top_k: int | UnsetType = UNSET
     stop_sequences: list[str] | UnsetType = UNSET
     metadata: Metadata | UnsetType = UNSET
+    thinking: ThinkingParam | UnsetType = UNSET
 
 
 # --- stream --------------------------------------------------------------------------------------------
@@ -164,6 +187,9 @@ class BlockStart(msgspec.Struct):
     id: str = ""
     name: str = ""
     text: str = ""
+    thinking: str = ""
+    data: str = ""
+    """A ``redacted_thinking`` block's encrypted content."""
 
 
 class ContentBlockStart(_Tagged, tag="content_block_start"):
@@ -177,6 +203,8 @@ class BlockDelta(msgspec.Struct):
     type: str
     text: str = ""
     partial_json: str = ""
+    thinking: str = ""
+    signature: str = ""
 
 
 class ContentBlockDelta(_Tagged, tag="content_block_delta"):
@@ -190,6 +218,7 @@ class ContentBlockStop(_Tagged, tag="content_block_stop"):
 
 class MessageDeltaBody(msgspec.Struct):
     stop_reason: str | None = None
+    stop_sequence: str | None = None
 
 
 class MessageDelta(_Tagged, tag="message_delta"):

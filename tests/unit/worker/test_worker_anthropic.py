@@ -13,14 +13,16 @@ import pytest
 
 from shared.config import Account, AnthropicChannel
 from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
-from shared.events import Finished, TextDelta, ToolCallDelta, ToolCallStarted, Usage
+from shared.events import Finished, TextDelta, ThinkingDelta, ToolCallDelta, ToolCallStarted, Usage
 from shared.generation import (
+    CacheControl,
     FunctionTool,
     GenerationRequest,
     ImagePart,
     Message,
     Sampling,
     TextPart,
+    Thinking,
     ToolCall,
     ToolChoice,
 )
@@ -124,12 +126,12 @@ async def test_text_stream_with_usage() -> None:
     assert await _collect(provider) == [
         TextDelta("Hel"),
         TextDelta("lo"),
-        Usage(input_tokens=15, output_tokens=7, cached_tokens=3),
+        Usage(input_tokens=15, output_tokens=7, cached_tokens=3, cache_creation_tokens=2),
         Finished("stop"),
     ]
 
 
-async def test_tool_calls_are_numbered_and_thinking_is_skipped() -> None:
+async def test_tool_calls_are_numbered_and_thinking_passes_with_its_signature() -> None:
     thinking = [
         {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
         {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "secret"}},
@@ -147,6 +149,8 @@ async def test_tool_calls_are_numbered_and_thinking_is_skipped() -> None:
         )
     )
     assert await _collect(provider) == [
+        ThinkingDelta("secret"),
+        ThinkingDelta(signature="sig"),
         TextDelta("Checking."),
         ToolCallStarted(0, "toolu_a", "weather"),
         ToolCallDelta(0, '{"city"'),
@@ -156,6 +160,41 @@ async def test_tool_calls_are_numbered_and_thinking_is_skipped() -> None:
         Usage(input_tokens=10, output_tokens=30),
         Finished("tool_calls"),
     ]
+
+
+async def test_cache_marks_thinking_and_failed_tool_results_reach_the_upstream() -> None:
+    ephemeral = CacheControl()
+    request = _request(
+        messages=[
+            Message("system", [TextPart("You are a coder.", ephemeral), TextPart("Be brief.")]),
+            Message("user", [TextPart("Fix it", ephemeral)]),
+            Message(
+                "assistant",
+                [TextPart("Reading.")],
+                tool_calls=[ToolCall("toolu_1", "read", "{}")],
+                thinking=[Thinking("plan", "sig"), Thinking("unsigned"), Thinking(redacted="xyz")],
+            ),
+            Message("tool", [TextPart("no such file")], tool_call_id="toolu_1", is_error=True),
+        ],
+        sampling=Sampling(top_k=5, thinking_budget=2048),
+    )
+    body = await _sent_body(request)
+    assert body["system"] == [
+        {"type": "text", "text": "You are a coder.", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "Be brief."},
+    ]
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "Fix it", "cache_control": {"type": "ephemeral"}}
+    ]
+    assert body["messages"][1]["content"][:3] == [
+        {"type": "thinking", "thinking": "plan", "signature": "sig"},
+        {"type": "redacted_thinking", "data": "xyz"},
+        {"type": "text", "text": "Reading."},
+    ]
+    assert body["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "no such file", "is_error": True}
+    ]
+    assert (body["top_k"], body["thinking"]) == (5, {"type": "enabled", "budget_tokens": 2048})
 
 
 @pytest.mark.parametrize(
