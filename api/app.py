@@ -21,6 +21,7 @@ from api.draining import Drain
 from api.errors import exception_handlers
 from api.intake.bodies import BodyBudget, body_guard
 from api.intake.sessions import Sessions
+from api.messages import routes as messages
 from api.metrics import metrics
 from api.middleware import request_middleware
 from api.openapi import openapi_config
@@ -88,7 +89,7 @@ def create_app(settings: Settings, *, drain: Drain | None = None) -> Litestar:
             await redis.aclose()
             await engine.dispose()
 
-    public = [*chat.HANDLERS, *responses.HANDLERS, *models.HANDLERS]
+    public = [*chat.HANDLERS, *responses.HANDLERS, *messages.HANDLERS, *models.HANDLERS]
     console = settings.admin.resolved_key() is not None
     return Litestar(
         route_handlers=[

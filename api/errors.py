@@ -14,7 +14,7 @@ from api.metrics import ERRORS
 from api.middleware import REQUEST_ID_KEY, request_id
 from shared.errors import ErrorBody, ErrorDetail, GatewayError
 
-__all__ = ("exception_handlers", "gateway_error_response", "send_error")
+__all__ = ("error_headers", "exception_handlers", "gateway_error_response", "send_error")
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ def _response(status: int, body: ErrorBody, headers: dict[str, str] | None = Non
     return Response(_encoder.encode(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def _counted_headers(error: GatewayError) -> dict[str, str]:
+def error_headers(error: GatewayError) -> dict[str, str]:
+    """The headers of ``error``'s answer, whatever its shape (and its count in the error metric)."""
     ERRORS.labels(str(error.status), error.code or error.type).inc()
     headers: dict[str, str] = {}
     if error.retry_after is not None:
@@ -38,14 +39,14 @@ def _counted_headers(error: GatewayError) -> dict[str, str]:
 
 
 def gateway_error_response(error: GatewayError) -> Response[bytes]:
-    return _response(error.status, error.body(), _counted_headers(error))
+    return _response(error.status, error.body(), error_headers(error))
 
 
 async def send_error(error: GatewayError, send: Send) -> None:
     """Answer ``error`` straight to the ASGI ``send`` of a middleware, where Litestar's exception handlers
     would answer it outside the request middleware (and so without its id, log line and metrics)."""
     body = _encoder.encode(error.body())
-    headers = [(name.encode(), value.encode()) for name, value in _counted_headers(error).items()]
+    headers = [(name.encode(), value.encode()) for name, value in error_headers(error).items()]
     headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

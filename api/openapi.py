@@ -47,6 +47,7 @@ class _Documented(Operation):
     answers: ClassVar[Mapping[int, Any]] = {}
     status: ClassVar[int] = 200
     stream: ClassVar[EventStream | None] = None
+    error: ClassVar[Any] = ErrorBody
 
 
 def documented(
@@ -56,13 +57,20 @@ def documented(
     status: int = 200,
     stream: EventStream | None = None,
     also: Mapping[int, Any] | None = None,
+    error: Any = ErrorBody,
 ) -> type[Operation]:
     """The ``operation_class`` of a route that accepts ``body`` and answers ``answer`` with ``status``.
 
     ``stream`` says when and how the answer is an event stream instead; ``also`` adds answers with other
-    statuses. Any other 4xx and 5xx answer is an error in OpenAI's shape.
+    statuses. Any other 4xx and 5xx answer is an ``error``: in OpenAI's shape unless the front door has its own.
     """
-    namespace = {"body": body, "answers": {status: answer, **(also or {})}, "status": status, "stream": stream}
+    namespace = {
+        "body": body,
+        "answers": {status: answer, **(also or {})},
+        "status": status,
+        "stream": stream,
+        "error": error,
+    }
     return cast("type[Operation]", type("Documented", (_Documented,), namespace))
 
 
@@ -79,6 +87,7 @@ def openapi_document(app: Litestar) -> dict[str, Any]:
     wire_types = list(
         dict.fromkeys(
             [ErrorBody]
+            + [op.error for _, _, op in operations]
             + [op.body for _, _, op in operations if op.body is not None]
             + [answer for _, _, op in operations for answer in op.answers.values()]
             + [event for _, _, op in operations if op.stream is not None for event in op.stream.events]
@@ -86,8 +95,12 @@ def openapi_document(app: Litestar) -> dict[str, Any]:
     )
     schemas, components = msgspec.json.schema_components(wire_types, ref_template=_REF)
     schema_of = dict(zip(wire_types, schemas, strict=True))
-    error = {"description": "An error, in OpenAI's shape.", "content": {_JSON: {"schema": schema_of[ErrorBody]}}}
     for path, method, operation in operations:
+        shape = "OpenAI's" if operation.error is ErrorBody else "the front door's"
+        error = {
+            "description": f"An error, in {shape} shape.",
+            "content": {_JSON: {"schema": schema_of[operation.error]}},
+        }
         target = document["paths"][path][method]
         if operation.body is not None:
             target["requestBody"] = {"required": True, "content": {_JSON: {"schema": schema_of[operation.body]}}}

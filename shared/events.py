@@ -79,10 +79,10 @@ class Usage(msgspec.Struct, tag="usage"):
 class Finished(msgspec.Struct, tag="finished"):
     finish_reason: str
     """``stop``, ``length``, ``tool_calls`` or ``content_filter``."""
-    stop_sequence: str | None = None
-    """The stop sequence that ended the output, when the upstream says which."""
     finished_at: int = 0
     """Unix time (seconds); the runner stamps it, so every replay of the log reports the same moment."""
+    stop_sequence: str | None = None
+    """The stop sequence that ended the output, when the upstream says which."""
 
 
 class Failed(msgspec.Struct, tag="failed"):

@@ -13,6 +13,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from api.access.identity import presented_key
 from api.access.store import KeyStore, Verdict
 from shared.access_config import AccessConfig, KeyPolicy, key_digest
 from shared.errors import AuthenticationFailed, RateLimited
@@ -66,11 +67,11 @@ class Access:
         self._cache.clear()
 
     async def authenticate(self, connection: ASGIConnection[Any, Any, Any, Any]) -> KeyPolicy:
-        scheme, _, token = connection.headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = presented_key(connection.headers)
+        if token is None:
             raise AuthenticationFailed(
-                "You didn't provide an API key. Send it in the Authorization header as 'Bearer <key>'."
+                "You didn't provide an API key. Send it in the Authorization header as 'Bearer <key>' "
+                "or in the x-api-key header."
             )
         key = await self.key(token)
         if key is None:

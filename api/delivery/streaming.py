@@ -237,7 +237,11 @@ def sse_response(
     render_error: Callable[[GatewayError], bytes],
     is_done: Callable[[], bool],
     keepalive_s: float,
+    keepalive: bytes = _KEEPALIVE,
 ) -> EventStreamResponse:
+    """The stream of ``relayed`` after ``head``: ``opening`` and each event as ``render`` writes it, an
+    error as ``render_error`` does, and ``keepalive`` (an SSE comment unless the protocol has its own)
+    while nothing happens for ``keepalive_s``."""
     output = False
     """Whether a frame produced so far carries output: not the opening, a ``Started`` or a keep-alive."""
 
@@ -256,7 +260,7 @@ def sse_response(
                 if event is None:
                     if time.monotonic() - last_write >= keepalive_s:
                         last_write = time.monotonic()
-                        yield _KEEPALIVE
+                        yield keepalive
                     continue
                 frame = render(event)
                 if frame and not isinstance(event, Started):

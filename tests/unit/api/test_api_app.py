@@ -29,6 +29,8 @@ def _handlers(app: Litestar) -> dict[str, dict[str, HTTPRouteHandler]]:
     [
         ("/chat/completions", "POST"),
         ("/responses", "POST"),
+        ("/messages", "POST"),
+        ("/messages/count_tokens", "POST"),
         ("/responses/{response_id:str}", "GET"),
         ("/responses/{response_id:str}", "DELETE"),
         ("/responses/{response_id:str}/cancel", "POST"),

@@ -23,6 +23,8 @@ from shared.events import Finished, TextDelta, Usage
 BODIES = {
     ("/v1/chat/completions", "post"): "ChatCompletionRequest",
     ("/v1/responses", "post"): "CreateResponse",
+    ("/v1/messages", "post"): "MessagesBody",
+    ("/v1/messages/count_tokens", "post"): "CountTokensBody",
     ("/admin/channels/{name}", "put"): None,  # a union of the channel types, inline
     ("/admin/channels/{name}/accounts/{account}", "put"): "AccountConfig",
     ("/admin/keys", "post"): "KeyPolicy",
@@ -79,11 +81,13 @@ def test_every_ref_resolves(document: dict[str, Any]) -> None:
     assert {ref.removeprefix("#/components/schemas/") for ref in _refs(document)} <= set(schemas)
 
 
-def test_every_operation_answers_errors_in_openai_shape(document: dict[str, Any]) -> None:
+def test_every_operation_answers_errors_in_its_front_doors_shape(document: dict[str, Any]) -> None:
     error = {"$ref": "#/components/schemas/ErrorBody"}
-    for _path, _method, operation in _operations(document):
+    anthropic = {"$ref": "#/components/schemas/AnthropicError"}
+    for path, _method, operation in _operations(document):
         for status in ("4XX", "5XX"):
-            assert operation["responses"][status]["content"]["application/json"]["schema"] == error
+            expected = anthropic if "/messages" in path else error
+            assert operation["responses"][status]["content"]["application/json"]["schema"] == expected
     body = msgspec.json.decode(msgspec.json.encode(InvalidRequest("no", param="model").body()))
     _validate(document, error, body)
     with pytest.raises(jsonschema.ValidationError):

@@ -1,0 +1,116 @@
+"""``POST /v1/messages`` and ``POST /v1/messages/count_tokens``: Anthropic's Messages API, through the queue.
+
+The same submit path as every front door (:mod:`api.intake.submit`): keys (``x-api-key`` or a bearer
+token), limits, budgets, the session gate, cancel on disconnect and accounting apply as they do to Chat
+Completions. Errors have Anthropic's shape (:mod:`api.messages.errors`): before the stream starts as HTTP
+errors, after it as an ``event: error``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.response import Stream
+
+from api.access.admission import admit
+from api.delivery.streaming import sse_response, unless_client_leaves
+from api.intake.submit import check_model, submit
+from api.messages.errors import EXCEPTION_HANDLERS, AnthropicError
+from api.messages.output import (
+    PING_FRAME,
+    MessageBuilder,
+    MessageObject,
+    MessageStreamWriter,
+    StreamEvent,
+    error_frame,
+)
+from api.messages.request import decode_count_tokens, decode_messages_request, prompt_characters, to_generation
+from api.messages.wire import CountTokensBody, MessagesBody
+from api.middleware import REQUEST_ID_KEY
+from api.openapi import EventStream, documented
+from api.state import gateway_state
+from shared import logs
+from shared.generation import ClientInfo
+from shared.ids import new_generation_id
+from shared.usage import estimate_tokens
+
+__all__ = ("HANDLERS", "count_tokens", "create_message")
+
+_encoder = msgspec.json.Encoder()
+
+
+class TokenCount(msgspec.Struct):
+    input_tokens: int
+
+
+@post(
+    "/messages",
+    status_code=200,
+    exception_handlers=EXCEPTION_HANDLERS,
+    operation_class=documented(
+        MessageObject,
+        body=MessagesBody,
+        stream=EventStream("`stream: true`", (StreamEvent,)),
+        error=AnthropicError,
+    ),
+)
+async def create_message(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+    admission = await admit(request)
+    state = gateway_state(request)
+    body = decode_messages_request(await request.body())
+    check_model(request, body.model)
+    generation_id = new_generation_id()
+    logs.generation_id.set(generation_id)
+    generation = to_generation(
+        body,
+        generation_id=generation_id,
+        request_id=request.scope["state"][REQUEST_ID_KEY],
+        reply_to=state.dispatcher.reply_channel,
+        created=int(time.time()),
+        client=ClientInfo.from_headers(request.headers),
+    )
+    relayed = await submit(request, admission, generation)
+    message_id = f"msg_{generation_id}"
+    try:
+        if not body.stream:
+            builder = MessageBuilder(message_id=message_id, model=body.model)
+            message = await unless_client_leaves(request, relayed.collect(builder.feed))
+            return Response(_encoder.encode(message), media_type="application/json")
+        writer = MessageStreamWriter(message_id=message_id, model=body.model)
+        head = await unless_client_leaves(request, relayed.head(commit_after_s=state.settings.relay.keepalive_s))
+    except BaseException:
+        await relayed.finish()
+        raise
+    return sse_response(
+        relayed,
+        head,
+        writer.feed,
+        opening=writer.opening(),
+        render_error=error_frame,
+        is_done=lambda: writer.done,
+        keepalive_s=state.settings.relay.keepalive_s,
+        keepalive=PING_FRAME,
+    )
+
+
+@post(
+    "/messages/count_tokens",
+    status_code=200,
+    exception_handlers=EXCEPTION_HANDLERS,
+    operation_class=documented(TokenCount, body=CountTokensBody, error=AnthropicError),
+)
+async def count_tokens(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """An estimate from the prompt's text: no backend is asked, so it costs no upstream call."""
+    await admit(request)
+    body = decode_count_tokens(await request.body())
+    check_model(request, body.model)
+    return Response(
+        _encoder.encode(TokenCount(estimate_tokens(prompt_characters(body)))), media_type="application/json"
+    )
+
+
+HANDLERS = (create_message, count_tokens)
+"""The front door's route handlers, mounted under each public prefix."""
