@@ -103,6 +103,9 @@ def strip_messages(messages: list[Message]) -> list[Message]:
     """The messages with every zero-width character removed from their text."""
     cleaned = []
     for message in messages:
-        content = [TextPart(strip_zero_width(p.text)) if isinstance(p, TextPart) else p for p in message.content]
+        content = [
+            msgspec.structs.replace(p, text=strip_zero_width(p.text)) if isinstance(p, TextPart) else p
+            for p in message.content
+        ]
         cleaned.append(msgspec.structs.replace(message, content=content))
     return cleaned

@@ -12,6 +12,7 @@ import base64
 import binascii
 
 import msgspec
+from msgspec import UNSET
 
 from api.intake.decoding import decode_body
 from api.messages import wire
@@ -35,7 +36,6 @@ __all__ = ("decode_count_tokens", "decode_messages_request", "prompt_characters"
 _messages_decoder = msgspec.json.Decoder(wire.MessagesBody)
 _count_decoder = msgspec.json.Decoder(wire.CountTokensBody)
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_ANY_OBJECT = msgspec.Raw(b'{"type":"object"}')
 _object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
@@ -177,10 +177,10 @@ def _tools(tools: list[wire.ToolParam] | None) -> list[FunctionTool]:
     for index, tool in enumerate(tools or ()):
         if tool.type not in (None, "custom"):
             continue
-        if tool.input_schema is None:
+        if tool.input_schema is UNSET:
             raise InvalidRequest(f"tools[{index}].input_schema: Field required.", param=f"tools[{index}].input_schema")
         _object(tool.input_schema, f"tools[{index}].input_schema")
-        out.append(FunctionTool(tool.name, tool.description, tool.input_schema or _ANY_OBJECT))
+        out.append(FunctionTool(tool.name, tool.description, tool.input_schema))
     return out
 
 

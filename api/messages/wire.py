@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from shared.generation import CacheControl
 
@@ -106,7 +107,7 @@ class MessageParam(msgspec.Struct):
 class ToolParam(msgspec.Struct, kw_only=True):
     name: str
     description: str | None = None
-    input_schema: msgspec.Raw | None = None
+    input_schema: msgspec.Raw | UnsetType = UNSET
     type: str | None = None
     """``custom`` or absent for a client tool; a server tool (``web_search_…``) names its kind here."""
     cache_control: CacheControl | None = None

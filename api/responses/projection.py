@@ -47,7 +47,17 @@ from api.responses.objects import (
     StreamEvent,
 )
 from shared.errors import ErrorInfo
-from shared.events import Failed, Finished, GenerationEvent, Started, TextDelta, ToolCallDelta, ToolCallStarted, Usage
+from shared.events import (
+    Failed,
+    Finished,
+    GenerationEvent,
+    Started,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    ToolCallStarted,
+    Usage,
+)
 
 __all__ = ("ResponseProjector",)
 
@@ -110,7 +120,8 @@ class ResponseProjector:
             out += self._finish(event)
         elif isinstance(event, Failed):
             out += self.fail(event.error)
-        elif not isinstance(event, Started):
+        elif not isinstance(event, Started | ThinkingDelta):
+            # Thinking is for a client that can send it back signed (Messages); a response leaves it out.
             raise TypeError(f"unexpected event {event!r}")
         return out
 

@@ -12,14 +12,17 @@ or a user turn's ``tool_result`` blocks do not come first or answer no ``tool_us
   ``tool_choice`` names) with input ``{"city": "Paris"}`` in three fragments; a plain reply without tools
 - ``claude-echo``: the conversation it received as one text, entries joined by `` | ``: ``system:…``, then per
   turn ``role:`` and its blocks (text as is, ``tool_use(<id> <name> <input>)``,
-  ``tool_result(<id>):<content>``, ``image(<source type> <media type or url>)``)
+  ``tool_result(<id>):<content>`` (``tool_result(<id> error)`` when ``is_error``),
+  ``image(<source type> <media type or url>)``, ``thinking(<signature>)``, ``redacted_thinking``)
 - ``claude-stream-error``: two text deltas, then an ``error`` event (``overloaded_error``)
 - ``claude-incomplete``: two text deltas, then the body ends without ``message_stop``
 - any other: ``Hello from the fake Claude.`` in five text deltas, cut to ``max_tokens`` deltas
   (``stop_reason: max_tokens``) when that is smaller
 
 Usage: ``input_tokens`` = words of the system text and text blocks, ``cache_read_input_tokens`` = 4,
-``output_tokens`` = deltas sent. ``GET /_last`` returns the last ``/v1/messages`` body exactly as received.
+``cache_creation_input_tokens`` = 7 when a block carries ``cache_control`` (else 0), ``output_tokens`` =
+deltas sent. ``system`` may be a string or text blocks.
+``GET /_last`` returns the last ``/v1/messages`` body exactly as received.
 
     python -m tests.fakes.anthropic_upstream --port 0 [--api-key KEY]
 """
@@ -33,7 +36,7 @@ import msgspec
 
 from tests.fakes._serving import FakeProcess, argument_parser, serve
 
-__all__ = ("CACHED_TOKENS", "PLAIN_PIECES", "RunningAnthropicUpstream", "create_app")
+__all__ = ("CACHED_TOKENS", "CACHE_WRITTEN_TOKENS", "PLAIN_PIECES", "RunningAnthropicUpstream", "create_app")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -41,6 +44,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 PLAIN_PIECES = ["Hello", " from", " the", " fake", " Claude."]
 CACHED_TOKENS = 4
+CACHE_WRITTEN_TOKENS = 7
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
 _ERROR_TYPES |= {429: "rate_limit_error", 529: "overloaded_error"}
 _ERROR_MESSAGES = {429: "Number of request tokens has exceeded your rate limit", 529: "Overloaded"}
@@ -61,16 +65,21 @@ class _Block(msgspec.Struct):
     tool_use_id: str = ""
     content: str | list[_Block] | None = None
     source: _Source | None = None
+    is_error: bool = False
+    signature: str = ""
+    cache_control: dict[str, str] | None = None
 
     def transcript(self) -> str:
         if self.type == "text":
             return self.text
+        if self.type == "thinking":
+            return f"thinking({self.signature})"
         if self.type == "tool_use":
             return f"tool_use({self.id} {self.name} {bytes(self.input).decode()})"
         if self.type == "tool_result":
             content = self.content
             inner = content if isinstance(content, str) else "".join(b.transcript() for b in content or ())
-            return f"tool_result({self.tool_use_id}):{inner}"
+            return f"tool_result({self.tool_use_id}{' error' if self.is_error else ''}):{inner}"
         if self.type == "image" and self.source is not None:
             return f"image({self.source.type} {self.source.media_type or self.source.url})"
         return f"<{self.type}>"
@@ -99,7 +108,7 @@ class _Request(msgspec.Struct):
     messages: list[_Message]
     max_tokens: int | None = None
     stream: bool = False
-    system: str | None = None
+    system: str | list[_Block] | None = None
     tools: list[_Tool] | None = None
     tool_choice: _ToolChoice | None = None
 
@@ -214,6 +223,11 @@ class FakeAnthropic:
             return
         await self._stream(request, send)
 
+    @staticmethod
+    def _system(request: _Request) -> str:
+        system = request.system or ""
+        return system if isinstance(system, str) else "".join(block.text for block in system)
+
     def _events(self, request: _Request) -> tuple[list[dict[str, Any]], str | None, int]:
         """The content events, the stop reason (``None``: the stream breaks off) and the output tokens."""
         model = request.model
@@ -243,7 +257,7 @@ class FakeAnthropic:
             return [*thinking, *_text_block(1, ["Let me check."]), *call], "tool_use", 12
         if model == "claude-echo":
             text = " | ".join(
-                ([f"system:{request.system}"] if request.system else [])
+                ([f"system:{self._system(request)}"] if request.system else [])
                 + [f"{m.role}:" + " ".join(b.transcript() for b in m.blocks()) for m in request.messages]
             )
             pieces = [text[i : i + 16] for i in range(0, len(text), 16)]
@@ -260,13 +274,18 @@ class FakeAnthropic:
     async def _stream(self, request: _Request, send: Send) -> None:
         headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        words = len((request.system or "").split()) + sum(
+        words = len(self._system(request).split()) + sum(
             len(b.text.split()) for m in request.messages for b in m.blocks() if b.type == "text"
         )
+        blocks = [
+            *(request.system if isinstance(request.system, list) else ()),
+            *(b for m in request.messages for b in m.blocks()),
+        ]
+        written = CACHE_WRITTEN_TOKENS if any(b.cache_control for b in blocks) else 0
         content, stop_reason, output_tokens = self._events(request)
         usage = {
             "input_tokens": words,
-            "cache_creation_input_tokens": 0,
+            "cache_creation_input_tokens": written,
             "cache_read_input_tokens": CACHED_TOKENS,
             "output_tokens": 1,
         }
