@@ -6,6 +6,7 @@ OpenAI API (native tool calls, translated), and a model without tools behind the
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -350,3 +351,46 @@ def test_a_client_that_leaves_mid_stream_cancels_the_generation_and_frees_the_ga
             assert time.monotonic() < deadline, "the gate was not released after the client left"
             time.sleep(0.1)
     assert message.stop_reason == "end_turn"
+
+
+KEY = "sk-e2e-messages-key"
+
+
+@pytest.fixture(scope="module")
+def keyed(redis_url: str) -> Iterator[GatewayProcesses]:
+    config = f"""
+[access]
+mode = "keys"
+
+[[access.keys]]
+name = "claude-code"
+key_sha256 = "{hashlib.sha256(KEY.encode()).hexdigest()}"
+models = ["mock-1"]
+rpm = 2
+
+[[channels]]
+name = "mock"
+type = "mock"
+models = ["mock-1", "mock-2"]
+"""
+    with GatewayProcesses(redis_url=redis_url, config_toml=config) as processes:
+        yield processes
+
+
+def test_keys_limits_and_statuses_as_anthropic_clients_see_them(keyed: GatewayProcesses) -> None:
+    root = keyed.base_url.removesuffix("/v1")
+    with anthropic.Anthropic(base_url=root, api_key="sk-wrong", max_retries=0) as wrong:
+        with pytest.raises(anthropic.AuthenticationError) as unknown:
+            wrong.messages.create(model="mock-1", max_tokens=10, messages=ASK)
+        assert unknown.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+    with anthropic.Anthropic(base_url=root, auth_token=KEY, max_retries=0) as bearer:  # ANTHROPIC_AUTH_TOKEN
+        assert bearer.messages.create(model="mock-1", max_tokens=10, messages=ASK).stop_reason == "end_turn"
+    with anthropic.Anthropic(base_url=root, api_key=KEY, max_retries=0) as sdk:  # ANTHROPIC_API_KEY
+        with pytest.raises(anthropic.PermissionDeniedError):
+            sdk.messages.create(model="mock-2", max_tokens=10, messages=ASK)
+        assert [model.id for model in sdk.models.list().data] == ["mock-1"]
+        sdk.messages.create(model="mock-1", max_tokens=10, messages=ASK)
+        with pytest.raises(anthropic.RateLimitError) as limited:
+            sdk.messages.create(model="mock-1", max_tokens=10, messages=ASK)
+        assert limited.value.response.headers["retry-after"]
+        assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
