@@ -317,6 +317,16 @@ def test_the_sdk_raises_its_own_errors(sdk: anthropic.Anthropic) -> None:
         sdk.messages.create(model="claude-text", max_tokens=0, messages=ASK)
 
 
+def test_claude_codes_query_string_and_beta_header_are_accepted(gateway: GatewayProcesses) -> None:
+    headers = {
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
+    }
+    body = {"model": "claude-text", "max_tokens": 10, "messages": ASK}
+    answer = httpx.post(f"{gateway.base_url}/messages?beta=true", json=body, headers=headers)
+    assert answer.status_code == 200 and answer.json()["type"] == "message"
+
+
 def test_count_tokens_and_models(sdk: anthropic.Anthropic) -> None:
     counted = sdk.messages.count_tokens(model="claude-text", messages=ASK, tools=[WEATHER])
     assert counted.input_tokens > 0
