@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated
 
 import msgspec
 from msgspec import UNSET
@@ -31,7 +32,22 @@ from shared.generation import (
     ToolChoice,
 )
 
-__all__ = ("decode_count_tokens", "decode_messages_request", "prompt_characters", "to_generation")
+__all__ = (
+    "CountTokensRequestBody",
+    "MessagesRequestBody",
+    "decode_count_tokens",
+    "decode_messages_request",
+    "prompt_characters",
+    "to_generation",
+)
+
+_REFUSED: dict[str, object] = {"model": {"minLength": 1}, "messages": {"minItems": 1}}
+MessagesRequestBody = Annotated[
+    wire.MessagesBody,
+    msgspec.Meta(extra_json_schema={"properties": {**_REFUSED, "max_tokens": {"minimum": 1}}}),
+]
+"""The body as the OpenAPI document describes it: the wire type, and what this module refuses of it."""
+CountTokensRequestBody = Annotated[wire.CountTokensBody, msgspec.Meta(extra_json_schema={"properties": _REFUSED})]
 
 _messages_decoder = msgspec.json.Decoder(wire.MessagesBody)
 _count_decoder = msgspec.json.Decoder(wire.CountTokensBody)

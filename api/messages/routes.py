@@ -27,8 +27,14 @@ from api.messages.output import (
     StreamEvent,
     error_frame,
 )
-from api.messages.request import decode_count_tokens, decode_messages_request, prompt_characters, to_generation
-from api.messages.wire import CountTokensBody, MessagesBody
+from api.messages.request import (
+    CountTokensRequestBody,
+    MessagesRequestBody,
+    decode_count_tokens,
+    decode_messages_request,
+    prompt_characters,
+    to_generation,
+)
 from api.middleware import REQUEST_ID_KEY
 from api.openapi import EventStream, documented
 from api.state import gateway_state
@@ -52,7 +58,7 @@ class TokenCount(msgspec.Struct):
     exception_handlers=EXCEPTION_HANDLERS,
     operation_class=documented(
         MessageObject,
-        body=MessagesBody,
+        body=MessagesRequestBody,
         stream=EventStream("`stream: true`", (StreamEvent,)),
         error=AnthropicError,
     ),
@@ -100,7 +106,7 @@ async def create_message(request: Request[Any, Any, Any]) -> Response[bytes] | S
     "/messages/count_tokens",
     status_code=200,
     exception_handlers=EXCEPTION_HANDLERS,
-    operation_class=documented(TokenCount, body=CountTokensBody, error=AnthropicError),
+    operation_class=documented(TokenCount, body=CountTokensRequestBody, error=AnthropicError),
 )
 async def count_tokens(request: Request[Any, Any, Any]) -> Response[bytes]:
     """An estimate from the prompt's text: no backend is asked, so it costs no upstream call."""
