@@ -16,6 +16,7 @@ import msgspec
 from msgspec import UNSET
 
 from api.intake.decoding import decode_body
+from api.intake.schemas import check_schema
 from api.messages import wire
 from shared.errors import InvalidRequest
 from shared.generation import (
@@ -51,6 +52,7 @@ CountTokensRequestBody = Annotated[wire.CountTokensBody, msgspec.Meta(extra_json
 
 _messages_decoder = msgspec.json.Decoder(wire.MessagesBody)
 _count_decoder = msgspec.json.Decoder(wire.CountTokensBody)
+_MAX_TOKENS = 2**31 - 1
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
@@ -65,8 +67,8 @@ def _check(body: wire.CountTokensBody) -> None:
 def decode_messages_request(data: bytes) -> wire.MessagesBody:
     body = decode_body(_messages_decoder, data)
     _check(body)
-    if body.max_tokens < 1:
-        raise InvalidRequest("max_tokens: must be at least 1.", param="max_tokens")
+    if not 1 <= body.max_tokens <= _MAX_TOKENS:
+        raise InvalidRequest(f"max_tokens: must be between 1 and {_MAX_TOKENS}.", param="max_tokens")
     return body
 
 
@@ -196,6 +198,7 @@ def _tools(tools: list[wire.ToolParam] | None) -> list[FunctionTool]:
         if tool.input_schema is UNSET:
             raise InvalidRequest(f"tools[{index}].input_schema: Field required.", param=f"tools[{index}].input_schema")
         _object(tool.input_schema, f"tools[{index}].input_schema")
+        check_schema(tool.input_schema, f"tools[{index}].input_schema")
         out.append(FunctionTool(tool.name, tool.description, tool.input_schema))
     return out
 

@@ -17,6 +17,7 @@ from litestar.response import Stream
 
 from api.access.admission import admit
 from api.delivery.streaming import sse_response, unless_client_leaves
+from api.intake.decoding import check_content_type
 from api.intake.submit import check_model, submit
 from api.messages.errors import EXCEPTION_HANDLERS, AnthropicError
 from api.messages.output import (
@@ -66,6 +67,7 @@ class TokenCount(msgspec.Struct):
 async def create_message(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
     admission = await admit(request)
     state = gateway_state(request)
+    check_content_type(request.headers.get("content-type"))
     body = decode_messages_request(await request.body())
     check_model(request, body.model)
     generation_id = new_generation_id()
@@ -111,6 +113,7 @@ async def create_message(request: Request[Any, Any, Any]) -> Response[bytes] | S
 async def count_tokens(request: Request[Any, Any, Any]) -> Response[bytes]:
     """An estimate from the prompt's text: no backend is asked, so it costs no upstream call."""
     await admit(request)
+    check_content_type(request.headers.get("content-type"))
     body = decode_count_tokens(await request.body())
     check_model(request, body.model)
     return Response(

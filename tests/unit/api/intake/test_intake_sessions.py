@@ -112,8 +112,10 @@ async def test_a_marker_presented_by_another_owner_never_touches_the_owners_gate
     sessions, cancel = _sessions(fake_redis, mode="zero_width")
     marked = Message("assistant", [TextPart("hello" + encode_zero_width("sess_zw"))])
     history = [USER, marked, NEXT]
-    await sessions.enter(_http(), _generation("g1", history), owner="a", queue_timeout_s=5)
-    other = await sessions.enter(_http("cancel_previous"), _generation("g2", history), owner="b", queue_timeout_s=5)
+    await sessions.enter(_generation("g1", history), policy=_http(), owner="a", queue_timeout_s=5)
+    other = await sessions.enter(
+        _generation("g2", history), policy=_http("cancel_previous"), owner="b", queue_timeout_s=5
+    )
     assert other.session is not None and other.session.fence == 1
     cancel.assert_not_awaited()
     assert await fake_redis.get(SessionKeys("a", "sess_zw").gate) == b"g1"
