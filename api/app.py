@@ -18,10 +18,11 @@ from api.console import console_routers, template_config
 from api.delivery.dispatch import Dispatcher
 from api.delivery.relay import Relay
 from api.draining import Drain
-from api.errors import exception_handlers
+from api.errors import ErrorShape, exception_handlers, openai_shape
 from api.intake.bodies import BodyBudget, body_guard
 from api.intake.sessions import Sessions
 from api.messages import routes as messages
+from api.messages.errors import anthropic_shape
 from api.metrics import metrics
 from api.middleware import request_middleware
 from api.openapi import openapi_config
@@ -36,13 +37,20 @@ from shared.ledger.queries import LedgerQueries
 from shared.redis_client import redis_client
 from shared.scripts import Scripts
 
-__all__ = ("PUBLIC_PREFIXES", "create_app")
+__all__ = ("PUBLIC_PREFIXES", "create_app", "error_shape")
 
 PUBLIC_PREFIXES = ("/v1", "/chaynsapi/v1")
 """Where the client-facing API is served: the OpenAI-style prefix, and the legacy one chayns clients use."""
 
 _CHANNEL_POLL_S = 2.0
 """How soon a channel change made through another API instance is noticed here."""
+
+
+def error_shape(path: str) -> ErrorShape:
+    """In which protocol's shape an error answered before routing goes: Anthropic's on the Messages routes."""
+    if any(path.startswith(f"{prefix}/messages") for prefix in PUBLIC_PREFIXES):
+        return anthropic_shape
+    return openai_shape
 
 
 def create_app(settings: Settings, *, drain: Drain | None = None) -> Litestar:
@@ -103,7 +111,9 @@ def create_app(settings: Settings, *, drain: Drain | None = None) -> Litestar:
         exception_handlers=exception_handlers,
         middleware=[
             request_middleware,
-            body_guard(BodyBudget(settings.server.max_body_bytes_in_flight), settings.server.max_body_bytes),
+            body_guard(
+                BodyBudget(settings.server.max_body_bytes_in_flight), settings.server.max_body_bytes, error_shape
+            ),
         ],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=openapi_config(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -14,7 +15,7 @@ from api.metrics import ERRORS
 from api.middleware import REQUEST_ID_KEY, request_id
 from shared.errors import ErrorBody, ErrorDetail, GatewayError
 
-__all__ = ("error_headers", "exception_handlers", "gateway_error_response", "send_error")
+__all__ = ("ErrorShape", "error_headers", "exception_handlers", "gateway_error_response", "openai_shape", "send_error")
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,21 @@ def gateway_error_response(error: GatewayError) -> Response[bytes]:
     return _response(error.status, error.body(), error_headers(error))
 
 
-async def send_error(error: GatewayError, send: Send) -> None:
+ErrorShape = Callable[[GatewayError], tuple[int, bytes]]
+"""A front door's error answer: its status and body for a gateway error."""
+
+
+def openai_shape(error: GatewayError) -> tuple[int, bytes]:
+    return error.status, _encoder.encode(error.body())
+
+
+async def send_error(error: GatewayError, send: Send, shape: ErrorShape = openai_shape) -> None:
     """Answer ``error`` straight to the ASGI ``send`` of a middleware, where Litestar's exception handlers
     would answer it outside the request middleware (and so without its id, log line and metrics)."""
-    body = _encoder.encode(error.body())
+    status, body = shape(error)
     headers = [(name.encode(), value.encode()) for name, value in error_headers(error).items()]
     headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 

@@ -30,7 +30,7 @@ from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 
 from api.connections import BODY_TIMED_OUT
-from api.errors import send_error
+from api.errors import ErrorShape, send_error
 from api.intake.decoding import check_body
 from shared.errors import (
     ClientClosed,
@@ -153,8 +153,13 @@ async def _read(scope: Scope, receive: Receive, share: _Share, max_bytes: int) -
             return b"".join(parts)
 
 
-def body_guard(budget: BodyBudget, max_body_bytes: int) -> Callable[[ASGIApp], ASGIApp]:
-    """Litestar middleware reading, bounding and checking every body before the route (see the module)."""
+def body_guard(
+    budget: BodyBudget, max_body_bytes: int, shape_for: Callable[[str], ErrorShape]
+) -> Callable[[ASGIApp], ASGIApp]:
+    """Litestar middleware reading, bounding and checking every body before the route (see the module).
+
+    It answers before any route runs, so ``shape_for`` tells it, from the path, in which protocol's shape.
+    """
 
     def wrap(app: ASGIApp) -> ASGIApp:
         async def guard(scope: Scope, receive: Receive, send: Send) -> None:
@@ -167,7 +172,7 @@ def body_guard(budget: BodyBudget, max_body_bytes: int) -> Callable[[ASGIApp], A
                 check_body(read)
             except GatewayError as error:
                 share.give_back()
-                await send_error(error, send)
+                await send_error(error, send, shape_for(scope["path"]))
                 return
             body: bytes | None = read
             del read  # only the replay may hold the body: this frame lives as long as the request

@@ -21,7 +21,7 @@ from api.errors import error_headers
 from api.middleware import REQUEST_ID_KEY, request_id
 from shared.errors import GatewayError
 
-__all__ = ("EXCEPTION_HANDLERS", "AnthropicError", "ErrorDetail", "anthropic_error")
+__all__ = ("EXCEPTION_HANDLERS", "AnthropicError", "ErrorDetail", "anthropic_error", "anthropic_shape")
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,12 @@ def anthropic_error(error: GatewayError) -> tuple[int, ErrorDetail]:
     if status == 503 or error.code in _SATURATED_CODES:
         status = _OVERLOADED
     return status, ErrorDetail(_type(status), error.message)
+
+
+def anthropic_shape(error: GatewayError) -> tuple[int, bytes]:
+    """``error`` as Anthropic answers it: for answers written below Litestar (the body guard's)."""
+    status, detail = anthropic_error(error)
+    return status, _encoder.encode(AnthropicError(detail))
 
 
 def _response(status: int, detail: ErrorDetail, headers: dict[str, str]) -> Response[bytes]:

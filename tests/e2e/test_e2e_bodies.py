@@ -73,6 +73,22 @@ def test_a_body_no_decoder_may_read_is_a_400_before_any_decoding(
     assert "nested too deeply" in error["message"] or "not valid UTF-8" in error["message"]
 
 
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+@pytest.mark.parametrize("part", list(BODIES), ids=list(BODIES))
+def test_the_messages_front_door_refuses_such_a_body_in_anthropics_shape(
+    gateway: GatewayProcesses, path: str, part: str
+) -> None:
+    reply = httpx.post(
+        gateway.base_url.removesuffix("/v1") + path,
+        content=b'{"model": "mock-1", "max_tokens": 5, "messages": %s}' % BODIES[part],
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"},
+    )
+    assert reply.status_code == 400, reply.text
+    body = reply.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error", body
+    assert "nested too deeply" in body["error"]["message"] or "not valid UTF-8" in body["error"]["message"]
+
+
 @pytest.fixture(scope="module")
 def small_budget(redis_url: str) -> Iterator[GatewayProcesses]:
     config = f"[server]\nmax_body_bytes = {8 * MB}\nmax_body_bytes_in_flight = {12 * MB}\n\n{MOCK}"

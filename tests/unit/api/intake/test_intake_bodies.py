@@ -6,6 +6,7 @@ import msgspec
 import pytest
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.app import error_shape
 from api.connections import BODY_TIMED_OUT
 from api.intake.bodies import BodyBudget, body_guard
 
@@ -59,7 +60,7 @@ class _Recorder:
 
 async def _guarded(scope: Scope, receive: Receive, budget: BodyBudget | None = None) -> _Recorder:
     recorder = _Recorder(budget or BodyBudget(4 * MAX))
-    await body_guard(recorder.budget, MAX)(recorder.app())(scope, receive, recorder.send)
+    await body_guard(recorder.budget, MAX, error_shape)(recorder.app())(scope, receive, recorder.send)
     return recorder
 
 
@@ -109,7 +110,7 @@ async def test_a_body_too_deep_to_decode_is_a_400_before_the_route() -> None:
     recorder = _Recorder(BodyBudget(10**6))
     body = b'{"model": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     receive = _receiving({"type": "http.request", "body": body})  # type: ignore[arg-type]
-    await body_guard(recorder.budget, 10**6)(recorder.app())(_scope(), receive, recorder.send)
+    await body_guard(recorder.budget, 10**6, error_shape)(recorder.app())(_scope(), receive, recorder.send)
     assert recorder.status() == 400 and recorder.read == []
     assert "nested too deeply" in recorder.error()["message"]
 
