@@ -74,3 +74,5 @@ def configure_logging(level: str, style: Literal["text", "json"]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic narrates every start at INFO (its plugins, its DDL mode); the ledger logs the outcome itself.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
