@@ -142,7 +142,9 @@ def _peak_rss_mb(pid: int) -> float:
 def _slow_config(upstream: str, streams: int) -> str:
     # Every stream holds an upstream connection for its whole length: the channel must allow that many.
     channel = _config(upstream) + f"max_connections = {streams}\n"
-    return channel + f"\n[worker]\nmax_jobs = {streams}\n\n[relay]\nqueue_timeout_s = 60\n"
+    # And the API must accept that many connections at once (its default cap is 1,024).
+    server = f"\n[server]\nmax_connections = {streams + 100}\n"
+    return channel + server + f"\n[worker]\nmax_jobs = {streams}\n\n[relay]\nqueue_timeout_s = 60\n"
 
 
 async def _run(args: argparse.Namespace) -> str:
