@@ -24,6 +24,7 @@ __all__ = (
     "Outcome",
     "StreamLoad",
     "StreamRecord",
+    "drill_channels",
     "expected_deltas",
     "mock_reply",
     "percentile",
@@ -316,3 +317,23 @@ def process_fds(pid: int) -> tuple[int, int]:
         if line.startswith("Max open files"):
             return sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir()), int(line.split()[3])
     raise AssertionError(f"no open-files limit for process {pid}")
+
+
+def drill_channels(words: int) -> str:
+    """The drills' two mock channels: ``drill-mock``, slow (5 tokens/s), and ``fast-mock``; both reply ``words``."""
+    reply = mock_reply(words)
+    return f"""
+[[channels]]
+name = "drill"
+type = "mock"
+models = ["drill-mock"]
+tokens_per_second = 5
+max_concurrency = 1000
+reply = "{reply}"
+
+[[channels]]
+name = "fast"
+type = "mock"
+models = ["fast-mock"]
+reply = "{reply}"
+"""

@@ -26,7 +26,7 @@ from shared.keys import QUEUE
 from shared.redis_server import EmbeddedRedis
 from tests.fakes.openai_upstream import RunningFakeUpstream
 from tests.harness import GatewayProcesses
-from tests.streams import Outcome, StreamLoad, StreamRecord, expected_deltas, mock_reply, prompt_of
+from tests.streams import Outcome, StreamLoad, StreamRecord, drill_channels, expected_deltas, prompt_of
 
 pytestmark = pytest.mark.e2e
 
@@ -42,20 +42,7 @@ max_jobs = 100
 idle_check_s = 0.5
 """
 MOCKS = f"""
-[[channels]]
-name = "drill"
-type = "mock"
-models = ["drill-mock"]
-tokens_per_second = 5
-max_concurrency = 1000
-reply = "{mock_reply(WORDS)}"
-
-[[channels]]
-name = "fast"
-type = "mock"
-models = ["fast-mock"]
-reply = "{mock_reply(WORDS)}"
-"""
+{drill_channels(WORDS)}"""
 ACCEPTABLE = {Outcome.COMPLETE, Outcome.HTTP_ERROR, Outcome.ERROR_CHUNK}
 
 

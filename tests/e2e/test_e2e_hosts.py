@@ -35,7 +35,7 @@ from shared.keys import QUEUE
 from shared.redis_server import find_redis_server
 from tests.harness import REPO
 from tests.netns import Hosts, namespaces_unavailable
-from tests.streams import Outcome, StreamLoad, expected_deltas, mock_reply, prompt_of
+from tests.streams import Outcome, StreamLoad, drill_channels, expected_deltas, prompt_of
 
 pytestmark = pytest.mark.e2e
 
@@ -51,20 +51,7 @@ lease_ttl_s = {LEASE_TTL_S}
 idle_check_s = 0.5
 presence_ttl_s = {PRESENCE_TTL_S}
 
-[[channels]]
-name = "drill"
-type = "mock"
-models = ["drill-mock"]
-tokens_per_second = 5
-max_concurrency = 1000
-reply = "{mock_reply(WORDS)}"
-
-[[channels]]
-name = "fast"
-type = "mock"
-models = ["fast-mock"]
-reply = "{mock_reply(WORDS)}"
-"""
+{drill_channels(WORDS)}"""
 GATEWAYS = ("gw1", "gw2")
 
 

@@ -29,7 +29,7 @@ import uvloop
 from shared.keys import QUEUE
 from tests.harness import REPO, GatewayProcesses, free_port
 from tests.redis_nodes import ACL_PASSWORD, ACL_USER, SentinelSet, TlsRedis
-from tests.streams import Outcome, StreamLoad, expected_deltas, mock_reply, prompt_of
+from tests.streams import Outcome, StreamLoad, drill_channels, expected_deltas, prompt_of
 
 pytestmark = pytest.mark.e2e
 
@@ -43,20 +43,7 @@ lease_ttl_s = {LEASE_TTL_S}
 [relay]
 idle_check_s = 0.5
 
-[[channels]]
-name = "drill"
-type = "mock"
-models = ["drill-mock"]
-tokens_per_second = 5
-max_concurrency = 1000
-reply = "{mock_reply(WORDS)}"
-
-[[channels]]
-name = "fast"
-type = "mock"
-models = ["fast-mock"]
-reply = "{mock_reply(WORDS)}"
-"""
+{drill_channels(WORDS)}"""
 _NO_ENV_URL = {"REDIS_URL": ""}
 """The harness sets ``REDIS_URL`` to a plain URL; these tests configure Redis in the file instead."""
 
