@@ -1,14 +1,14 @@
-"""An httpx transport whose connection pool runs on plain asyncio streams, direct or through a proxy.
+"""The worker's httpx transport for upstream calls: direct, or through the proxy the environment names.
 
-httpx's pool (httpcore) reaches the network through anyio, which wraps every socket read and write in a
-cancel scope of its own. On a streamed reply that is one scope per upstream chunk, and it is a tenth of
-what the call costs the worker: about 70 µs before the first token and 100 µs over a 20-chunk stream
-(``docs/design.md``). The gateway runs on asyncio only, so its streams need none of that; timeouts are
-``asyncio.timeout`` and errors are mapped to httpcore's exceptions as its anyio layer does.
+Direct calls go through :class:`~worker.providers._connection_pool.ConnectionPool` (HTTP/1.1 on asyncio
+protocols, parsed by httptools). Calls through a proxy, a rare set-up, use httpcore's proxy pools on
+:class:`AsyncioNetwork`: httpcore reaches the network through anyio otherwise, which wraps every socket
+read and write in a cancel scope of its own; timeouts are ``asyncio.timeout`` and errors are mapped to
+httpcore's exceptions as its anyio layer does.
 
-The transport is a public ``httpx.AsyncBaseTransport`` owning its httpcore pools, so nothing here reaches
-into either library's private parts. Egress honours ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (read
-with the standard library's rules when the transport is made), through the same network backend.
+The transport is a public ``httpx.AsyncBaseTransport``, so nothing here reaches into httpx's or
+httpcore's private parts. Egress honours ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (read with the
+standard library's rules when the transport is made).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any
 
 import httpcore
 import httpx
+
+from worker.providers._connection_pool import ConnectionPool
 
 __all__ = ("AsyncioNetwork", "UpstreamTransport", "upstream_transport")
 
@@ -192,8 +194,8 @@ def _bypassed(host: str, no_proxy: str) -> bool:
 
 
 class UpstreamTransport(httpx.AsyncBaseTransport):
-    """Requests through a pool on :class:`AsyncioNetwork`, or through the proxy the environment names
-    for the URL's scheme (``NO_PROXY`` exempting hosts), each proxy with a pool of its own."""
+    """Requests through the direct pool, or through the proxy the environment names for the URL's scheme
+    (``NO_PROXY`` exempting hosts), each proxy with an httpcore pool of its own."""
 
     def __init__(
         self,
@@ -211,7 +213,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             "keepalive_expiry": limits.keepalive_expiry,
             "network_backend": network,
         }
-        self._direct = httpcore.AsyncConnectionPool(**pool_limits)
+        self._direct = ConnectionPool(limits, context)
         self._proxy_env = dict(urllib.request.getproxies() if proxies is None else proxies)
         self._proxies: dict[str, httpcore.AsyncHTTPProxy] = {}
         for scheme in ("http", "https"):
@@ -225,15 +227,12 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                     **pool_limits,
                 )
 
-    def _pool(self, url: httpx.URL) -> httpcore.AsyncConnectionPool:
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
         proxy = self._proxies.get(url.scheme)
         if proxy is None or _bypassed(url.host, self._proxy_env.get("no", "")):
-            return self._direct
-        return proxy
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return await self._direct.handle_async_request(request)
         assert isinstance(request.stream, httpx.AsyncByteStream)
-        url = request.url
         core_request = httpcore.Request(
             method=request.method,
             url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
@@ -242,7 +241,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             extensions=request.extensions,
         )
         with _httpx_errors():
-            response = await self._pool(url).handle_async_request(core_request)
+            response = await proxy.handle_async_request(core_request)
         assert isinstance(response.stream, AsyncIterable)
         return httpx.Response(
             status_code=response.status,
