@@ -49,13 +49,15 @@ class RedisBatcher:
         self._pending: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def command(self, *args: _Arg) -> Any:
-        """Run one command (``"EXISTS", key``); its answer is parsed as redis-py parses it alone."""
-        return await self._submit(args, None)
+    def command(self, *args: _Arg) -> asyncio.Future[Any]:
+        """Run one command (``"EXISTS", key``); its answer is parsed as redis-py parses it alone.
 
-    async def script(self, script: AsyncScript, keys: Sequence[_Arg], args: Sequence[_Arg]) -> Any:
-        """Run a registered script, as ``script(keys=keys, args=args)`` would."""
-        return await self._submit(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+        The command is queued at once, so several given before the first is awaited share a round trip."""
+        return self._submit(args, None)
+
+    def script(self, script: AsyncScript, keys: Sequence[_Arg], args: Sequence[_Arg]) -> asyncio.Future[Any]:
+        """Run a registered script, as ``script(keys=keys, args=args)`` would (queued like :meth:`command`)."""
+        return self._submit(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
     def _submit(self, args: tuple[_Arg, ...], script: AsyncScript | None) -> asyncio.Future[Any]:
         future = asyncio.get_running_loop().create_future()

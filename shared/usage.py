@@ -17,10 +17,11 @@ the session gate, the queue unreachable) never reaches a worker: the API gives i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from redis.exceptions import RedisError
@@ -30,7 +31,6 @@ from shared.scripts import Scripts
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.asyncio.client import Pipeline
 
     from shared.events import Usage
 
@@ -72,7 +72,7 @@ def estimate_tokens(characters: int) -> int:
 class UsageLedger:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._settle_script = Scripts(redis).settle
+        self._scripts = Scripts(redis)
 
     async def record(
         self,
@@ -88,26 +88,27 @@ class UsageLedger:
         """Account one generation to its key (if any), settle its reservation, add its cost to the key's
         spend, and append ``entry`` to the ledger stream: one round trip. Never raises: usage is not
         worth an error (a record lost to a Redis outage is logged)."""
+        # Both calls are queued before either is awaited: one round trip, shared with other generations'.
+        calls: list[asyncio.Future[Any]] = []
+        if billing is not None:
+            calls.append(self._settle(billing, usage, failed, estimated, now_s, cost_usd))
+        if entry is not None:
+            xadd = ("XADD", LEDGER_STREAM, "MAXLEN", "~", entry.max_len, "*", "r", entry.data)
+            calls.append(self._scripts.batcher.command(*xadd))
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                if billing is not None:
-                    await self._settle(pipe, billing, usage, failed, estimated, now_s, cost_usd)
-                if entry is not None:
-                    pipe.xadd(LEDGER_STREAM, {"r": entry.data}, maxlen=entry.max_len, approximate=True)
-                await pipe.execute()
+            await asyncio.gather(*calls)
         except (RedisError, OSError) as exc:
             log.warning("usage of generation on %s not recorded: %s", billing.model if billing else "-", exc)
 
-    async def _settle(
+    def _settle(
         self,
-        pipe: Pipeline,
         billing: Billing,
         usage: Usage,
         failed: bool,
         estimated: bool,
         now_s: int,
         cost_usd: float,
-    ) -> None:
+    ) -> asyncio.Future[Any]:
         keys = AccessKeys(billing.key)
         tokens = usage.input_tokens + usage.output_tokens
         in_window = now_s - billing.reserved_at < WINDOW_S
@@ -115,9 +116,10 @@ class UsageLedger:
         # and the real figure is counted now.
         window_change = tokens - billing.reserved_tokens if in_window else tokens
         month = time.strftime("%Y-%m", time.gmtime(now_s))
-        await self._settle_script(
-            keys=[keys.usage, keys.tokens, keys.spent, keys.spent_usd],
-            args=[
+        return self._scripts.batcher.script(
+            self._scripts.settle,
+            [keys.usage, keys.tokens, keys.spent, keys.spent_usd],
+            [
                 billing.model,
                 1,
                 int(failed),
@@ -132,7 +134,6 @@ class UsageLedger:
                 round(cost_usd * MICRO_USD),
                 month,
             ],
-            client=pipe,
         )
 
     async def release(self, billing: Billing, *, now_s: int) -> None:

@@ -72,10 +72,11 @@ class SessionTurn:
         try:
             # A run that was taken over must not bind its reply: the client continues from the newer one.
             # (The binding lives outside the session's slot, so this check and the write are two calls.)
-            if self.gated and await self._scripts.redis.get(self._gate) != self._request.id.encode():
+            batcher = self._scripts.batcher
+            if self.gated and await batcher.command("GET", self._gate) != self._request.id.encode():
                 log.info("session %s: reply not bound, a newer run took over", self._session.id)
                 return
-            await self._scripts.redis.set(binding, self._session.id, ex=self._ttl_s)
+            await batcher.command("SET", binding, self._session.id, "EX", self._ttl_s)
         except RedisError as exc:
             log.warning("session %s: could not bind the reply: %s", self._session.id, exc)
 
