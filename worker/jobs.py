@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
@@ -26,9 +26,7 @@ from shared import keys
 from shared.keys import GenerationKeys
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-    from redis.commands.core import AsyncScript
-
+    from shared.scripts import Scripts
     from worker.lease import GenerationLease
 
 __all__ = ("JobLoop", "RunJob")
@@ -46,8 +44,7 @@ class JobLoop:
 
     def __init__(
         self,
-        redis: Redis,
-        claim: AsyncScript,
+        scripts: Scripts,
         run_job: RunJob,
         new_lease: Callable[[str], GenerationLease],
         *,
@@ -56,8 +53,9 @@ class JobLoop:
         job_timeout_s: float,
         health_interval_s: float = 10.0,
     ) -> None:
-        self._redis = redis
-        self._claim = claim
+        self._redis = scripts.redis
+        self._batcher = scripts.batcher
+        self._claim = scripts.claim
         self._run_job = run_job
         self._new_lease = new_lease
         self._max_jobs = max_jobs
@@ -113,16 +111,23 @@ class JobLoop:
                     await self.wake.wait()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Claim each job (reading it and taking its lease in one script call) and start the claimed ones."""
+        """Claim each job (reading it and taking its lease in one script call) and start the claimed ones.
+        The claims share a round trip, with each other and with what running generations send."""
+        claims: list[tuple[str, GenerationLease, asyncio.Future[Any]]] = []
         for job_id_bytes in job_ids:
-            if not self._accepting or len(self.tasks) >= self._max_jobs:
+            if not self._accepting or len(self.tasks) + len(claims) >= self._max_jobs:
                 self._left_queued = True
-                return
+                break
             job_id = job_id_bytes.decode()
-            if job_id in self.tasks:
+            if job_id in self.tasks or any(job_id == claimed for claimed, _, _ in claims):
                 continue  # a wake-up and a timer poll both saw it
             lease = self._new_lease(job_id)
-            claimed = await self._claim(keys=[GenerationKeys(job_id).job, *lease.acquire_keys], args=lease.acquire_args)
+            claim_keys = [GenerationKeys(job_id).job, *lease.acquire_keys]
+            claims.append((job_id, lease, self._batcher.script(self._claim, claim_keys, lease.acquire_args)))
+        answers = await asyncio.gather(*(claim for _, _, claim in claims), return_exceptions=True)
+        for (job_id, lease, _), claimed in zip(claims, answers, strict=True):
+            if isinstance(claimed, BaseException):
+                continue  # left queued: the next poll claims it
             if claimed is not None:
                 payload, answer = claimed
                 lease.acquired_with_claim(int(answer))
@@ -130,6 +135,8 @@ class JobLoop:
                 self.tasks[job_id] = task
                 task.add_done_callback(functools.partial(self._finished, job_id))
             self._dequeue(job_id)
+        if failed := next((answer for answer in answers if isinstance(answer, BaseException)), None):
+            raise failed
 
     async def drain(self, grace_s: float) -> None:
         """Take no new job; let running ones finish for up to ``grace_s``, then cancel the rest (each ends
@@ -202,4 +209,4 @@ class JobLoop:
             ids, self._dequeued = self._dequeued, []
             # Lost with Redis, the ids stay queued: the next poll finds their jobs gone and tries again.
             with contextlib.suppress(RedisError, OSError):
-                await self._redis.zrem(keys.QUEUE, *ids)
+                await self._batcher.command("ZREM", keys.QUEUE, *ids)

@@ -110,8 +110,7 @@ class _Worker:
             scripts=scripts, settings=settings, router=router, worker_id=self.worker_id, prices=prices
         )
         jobs = JobLoop(
-            redis,
-            scripts.claim,
+            scripts,
             functools.partial(generate, runner),
             runner.new_lease,
             max_jobs=settings.worker.max_jobs,

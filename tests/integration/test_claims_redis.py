@@ -49,7 +49,7 @@ async def worker(redis: Redis) -> AsyncIterator[tuple[JobLoop, list[str]]]:
         await generate(_Runner(ran), job_id, job, lease)  # type: ignore[arg-type]
 
     scripts = Scripts(redis)
-    yield JobLoop(redis, scripts.claim, run_job, _leases(scripts), max_jobs=10, poll_delay_s=0.5, job_timeout_s=5), ran
+    yield JobLoop(scripts, run_job, _leases(scripts), max_jobs=10, poll_delay_s=0.5, job_timeout_s=5), ran
 
 
 async def _enqueue(redis: Redis, generation_id: str) -> None:
@@ -97,7 +97,7 @@ async def test_a_drain_lets_jobs_finish_within_its_grace_cancels_the_rest_and_cl
             raise
         finished.append(job_id)
 
-    jobs = JobLoop(redis, scripts.claim, run_job, _leases(scripts), max_jobs=10, poll_delay_s=0.05, job_timeout_s=60)
+    jobs = JobLoop(scripts, run_job, _leases(scripts), max_jobs=10, poll_delay_s=0.05, job_timeout_s=60)
     looping = asyncio.create_task(jobs.run())
     await _enqueue(redis, "quick")
     await _enqueue(redis, "slow")
