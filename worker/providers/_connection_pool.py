@@ -49,6 +49,18 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         connection = await self._acquire(origin, timeouts)
         try:
             reply = await connection.send(head, body, timeouts)
+        except httpx.TransportError:
+            self._release(connection, reuse=False)
+            if not connection.closed_unanswered:
+                raise
+            # The upstream closed a kept-alive connection as the request went out (its idle timeout), so
+            # it never read it: sent again on a new connection, as Go's and urllib3's clients do.
+            connection = await self._acquire(origin, timeouts, reuse=False)
+            try:
+                reply = await connection.send(head, body, timeouts)
+            except BaseException:
+                self._release(connection, reuse=False)
+                raise
         except BaseException:
             self._release(connection, reuse=False)
             raise
@@ -67,8 +79,8 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         self._idle.clear()
         self._idle_count = 0
 
-    async def _acquire(self, origin: Origin, timeouts: dict[str, float | None]) -> Connection:
-        while (connection := self._take_idle(origin)) is None and self._open >= self._max:
+    async def _acquire(self, origin: Origin, timeouts: dict[str, float | None], *, reuse: bool = True) -> Connection:
+        while (connection := self._take_idle(origin) if reuse else None) is None and self._open >= self._max:
             if not self._close_one_idle():
                 await self._wait_turn(timeouts.get("pool"))
         if connection is not None:

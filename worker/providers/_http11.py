@@ -58,6 +58,8 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._error: httpx.TransportError | None = None
         self._closed = False
+        self._reused = False
+        self._answered = False
         self._writable: asyncio.Future[None] | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------------------------------------
@@ -66,6 +68,7 @@ class Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports only quack like one
 
     def data_received(self, data: bytes) -> None:
+        self._answered = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -129,9 +132,16 @@ class Connection(asyncio.Protocol):
         """Open, idle, its last reply read to the end, and kept alive by the upstream."""
         return not self._closed and self._error is None and self._complete and self._keep_alive
 
+    @property
+    def closed_unanswered(self) -> bool:
+        """Kept alive from an earlier exchange, then closed by the upstream before a byte of this reply."""
+        return self._reused and self._closed and not self._answered
+
     async def send(self, head: bytes, body: bytes, timeouts: dict[str, float | None]) -> Reply:
         """Write a request and wait for its reply's status and headers."""
         assert self._transport is not None
+        self._reused = self._complete
+        self._answered = False
         self._headers = []
         self._head_done = self._complete = self._keep_alive = False
         self._transport.write(head + body if len(body) < 16384 else head)

@@ -221,3 +221,24 @@ async def test_a_large_body_is_read_through_the_read_ahead_bound(pool: Connectio
         await asyncio.sleep(0.2)  # let the socket fill the buffer past its bound: reading pauses, not fails
         assert len(await response.aread()) == len(big)
         await response.aclose()
+
+
+async def test_a_kept_alive_connection_the_upstream_closes_as_the_request_goes_out_is_retried_on_a_new_one(
+    pool: ConnectionPool,
+) -> None:
+    connections: list[int] = []
+
+    async def answers_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")  # the next request is read, then dropped unanswered
+        writer.close()
+
+    listening = await asyncio.start_server(answers_once, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}/"
+    async with listening:
+        assert (await _post(pool, url, body=b"")).content == b"ok"
+        assert (await _post(pool, url, body=b"")).content == b"ok"
+    assert len(connections) == 2
