@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ("LogTail", "Relay", "Subscription")
 
 log = logging.getLogger(__name__)
+
+_IDLE_GROWTH = 4
 
 
 class Relay:
@@ -121,6 +123,8 @@ class Relay:
             except (RedisError, OSError) as exc:
                 self._ready.clear()
                 log.warning("relay channel lost (%s); reconnecting", exc)
+                for subscription in list(self._subscriptions.values()):
+                    subscription.alarm()
                 await asyncio.sleep(0.2)
             finally:
                 with contextlib.suppress(RedisError, OSError):
@@ -153,6 +157,11 @@ class Subscription:
         """Events were dropped for want of room: they are to be read from the log."""
         self._lost_since = 0.0
         """When Redis stopped answering (0: it answers)."""
+        self._alarmed = False
+        self._idle_s = self._config.idle_check_s
+        """Silence before the next check: doubled after each check that found the stream healthy (up to
+        :data:`_IDLE_GROWTH` times ``idle_check_s``), so a generation whose tokens come about as far apart
+        as the check interval is not checked at every token."""
 
     def deliver(self, envelope: Envelope) -> None:
         if envelope.seq < self._next or envelope.seq in self._held:
@@ -169,6 +178,12 @@ class Subscription:
 
     def poke(self) -> None:
         """Make the reader look at the log now (after a reconnect, messages may be missing)."""
+        self._arrived.set()
+
+    def alarm(self) -> None:
+        """Check the stream now and at the base interval from here on: Redis may be going away."""
+        self._idle_s = self._config.idle_check_s
+        self._alarmed = True
         self._arrived.set()
 
     def close(self) -> None:
@@ -204,34 +219,63 @@ class Subscription:
                     await self._read_log()
                     if self._next in self._held:
                         continue
-                if await self._wait():
+                if await self._wait() and not self._alarmed:
                     continue
-                await self._read_log()
-                if self._next not in self._held:
-                    await self._check_alive(queued_at)
+                self._alarmed = False
+                if await self._idle_check(queued_at):
                     yield None
         finally:
             if relaying is not None:
                 relaying.end()
 
     async def _wait(self) -> bool:
-        """Wait up to ``idle_check_s`` for new events; say whether any arrived."""
+        """Wait up to the idle interval for new events; say whether any arrived."""
         self._arrived.clear()
         try:
-            async with asyncio.timeout(self._config.idle_check_s):
+            async with asyncio.timeout(self._idle_s):
                 await self._arrived.wait()
         except TimeoutError:
             return False
         return True
 
+    async def _idle_check(self, queued_at: float) -> bool:
+        """After a silence: read the log for events pub/sub lost and, once started, ask whether the
+        worker still holds the lease (both in one round trip); ``True`` when the stream is still idle."""
+        batcher = self._relay.batcher
+        calls = [self._log_read()]
+        if self._started:
+            calls.append(batcher.command("EXISTS", self._keys.lease))
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        self._take_log(answers[0])
+        if self._next in self._held or self._lost_since:
+            self._idle_s = self._config.idle_check_s
+        if self._next in self._held:
+            return False
+        if not self._started:
+            self._check_queue_wait(queued_at)
+        else:
+            await self._check_alive(answers[1])
+        if not self._lost_since:  # Redis answered: the next check may wait longer
+            self._idle_s = min(self._idle_s * 2, self._config.idle_check_s * _IDLE_GROWTH)
+        return True
+
+    def _log_read(self) -> asyncio.Future[Any]:
+        start = f"0-{self._next + 1}"
+        return self._relay.batcher.command("XRANGE", self._keys.events, start, "+", "COUNT", self._limit)
+
     async def _read_log(self) -> None:
         try:
-            entries = await self._relay.batcher.command(
-                "XRANGE", self._keys.events, f"0-{self._next + 1}", "+", "COUNT", self._limit
-            )
+            self._take_log(await self._log_read())
         except RedisError as exc:
-            self._unreachable(exc)
+            self._take_log(exc)
+
+    def _take_log(self, entries: Any) -> None:
+        """Deliver what a read of the log found (or note that Redis did not answer)."""
+        if isinstance(entries, RedisError):
+            self._unreachable(entries)
             return
+        if isinstance(entries, BaseException):
+            raise entries
         self._lost_since = 0.0
         for _, fields in entries:
             self.deliver(decode_envelope(fields[b"e"]))
@@ -244,20 +288,19 @@ class Subscription:
         if now - self._lost_since >= self._relay.outage_grace_s:
             raise RedisUnavailable("The gateway lost its connection to Redis.") from exc
 
-    async def _check_alive(self, queued_at: float) -> None:
-        if not self._started:
-            if time.monotonic() - queued_at > self._queue_timeout_s:
-                raise ServiceUnavailable(
-                    f"No worker took the request within {self._queue_timeout_s:g} s.",
-                    code="no_worker_available",
-                )
+    def _check_queue_wait(self, queued_at: float) -> None:
+        if time.monotonic() - queued_at > self._queue_timeout_s:
+            raise ServiceUnavailable(
+                f"No worker took the request within {self._queue_timeout_s:g} s.",
+                code="no_worker_available",
+            )
+
+    async def _check_alive(self, leased: Any) -> None:
+        """Act on the answer to whether the lease exists (or on Redis's failure to answer)."""
+        if isinstance(leased, BaseException):
+            self._take_log(leased)  # raises, or notes the outage
             return
-        try:
-            alive = await self._relay.batcher.command("EXISTS", self._keys.lease)
-        except RedisError as exc:
-            self._unreachable(exc)
-            return
-        if not alive:
+        if not leased:
             # The worker writes its last event before it drops the lease: look once more before giving up.
             await self._read_log()
             if self._next in self._held:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 
 import fakeredis
 import pytest
@@ -120,4 +122,56 @@ async def test_a_slow_reader_holds_a_bounded_buffer_and_loses_nothing(fake_redis
             received.append(event)
     assert received == events and most_held <= 16
     subscription.close()
+    await relay.stop()
+
+
+async def _idle_ticks(subscription: object, seconds: float) -> list[float]:
+    """When each idle tick (``None``) came, over ``seconds``, from the start."""
+    ticks: list[float] = []
+    start = asyncio.get_running_loop().time()
+
+    async def follow() -> None:
+        async for event in subscription.events():  # type: ignore[attr-defined]
+            if event is None:
+                ticks.append(asyncio.get_running_loop().time() - start)
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(follow(), seconds)
+    return ticks
+
+
+async def test_a_quiet_healthy_stream_is_checked_less_and_less_often(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    relay = await _relay(fake_redis)
+    await fake_redis.set(GenerationKeys("g9").lease, "worker")
+    await _log(fake_redis, "g9", 0, Started("w"))
+    ticks = await _idle_ticks(relay.subscribe("g9"), 1.0)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
+    # 0.05 s, then 0.1, then 0.2 s (four times the base) from there on: about 6 checks, not 20.
+    assert 3 <= len(ticks) <= 8, ticks
+    assert min(gaps[2:]) >= 0.15, gaps
+    await relay.stop()
+
+
+async def test_an_alarm_checks_at_once_and_brings_back_the_base_interval(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    relay = await _relay(fake_redis)
+    await fake_redis.set(GenerationKeys("g10").lease, "worker")
+    await _log(fake_redis, "g10", 0, Started("w"))
+    subscription = relay.subscribe("g10")
+    loop = asyncio.get_running_loop()
+    ticks: list[float] = []
+
+    async def follow() -> None:
+        async for event in subscription.events():
+            if event is None:
+                ticks.append(loop.time())
+
+    following = asyncio.create_task(follow())
+    await asyncio.sleep(0.5)  # the interval has grown to 0.2 s
+    alarmed_at = loop.time()
+    subscription.alarm()
+    await asyncio.sleep(0.2)
+    following.cancel()
+    after = [tick - alarmed_at for tick in ticks if tick >= alarmed_at]
+    assert after and after[0] < 0.1, after  # at once, not after the 0.2 s it had grown to
+    assert len(after) >= 2, after  # and again at the base interval, growing afresh
     await relay.stop()
