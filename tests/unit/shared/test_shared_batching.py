@@ -14,23 +14,24 @@ from shared.batching import RedisBatcher
 
 
 class _Counted:
-    """Counts the pipelines a batcher executes on ``redis``."""
+    """Counts the round trips a batcher makes on ``redis`` (each takes a connection from the pool)."""
 
     def __init__(self, redis: fakeredis.FakeAsyncRedis) -> None:
         self.executions = 0
-        real = redis.pipeline
+        pool = redis.connection_pool
+        real = pool.get_connection
 
-        def pipeline(*args: Any, **kwargs: Any) -> Any:
+        async def get_connection(*args: Any, **kwargs: Any) -> Any:
             self.executions += 1
-            return real(*args, **kwargs)
+            return await real(*args, **kwargs)
 
-        redis.pipeline = pipeline  # type: ignore[method-assign]
+        pool.get_connection = get_connection  # type: ignore[method-assign]
 
 
 async def test_commands_issued_together_share_one_round_trip(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    await fake_redis.set("a", "1")
     counted = _Counted(fake_redis)
     batcher = RedisBatcher(fake_redis)
-    await fake_redis.set("a", "1")
     answers = await asyncio.gather(*(batcher.command("EXISTS", key) for key in ["a", "b"] * 50))
     assert answers == [1, 0] * 50
     assert counted.executions == 1
@@ -77,13 +78,14 @@ async def test_a_lost_connection_fails_the_whole_batch_and_the_next_one_goes_out
     fake_redis: fakeredis.FakeAsyncRedis,
 ) -> None:
     batcher = RedisBatcher(fake_redis)
-    real = fake_redis.pipeline
+    pool = fake_redis.connection_pool
+    real = pool.get_connection
 
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        fake_redis.pipeline = real  # type: ignore[method-assign]
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        pool.get_connection = real  # type: ignore[method-assign]
         raise RedisConnectionError("gone")
 
-    fake_redis.pipeline = broken  # type: ignore[method-assign]
+    pool.get_connection = broken  # type: ignore[method-assign]
     answers = await asyncio.gather(*(batcher.command("PING") for _ in range(3)), return_exceptions=True)
     assert all(isinstance(answer, RedisConnectionError) for answer in answers)
     assert await batcher.command("PING") is True
