@@ -69,6 +69,8 @@ def _connection_kwargs(config: RedisConfig, environ: Mapping[str, str]) -> dict[
                 kwargs[name] = parsed[name]
         if not config.sentinels:
             kwargs.update(parsed)
+        if config.url.startswith("unix://"):
+            del kwargs["socket_keepalive"]  # a TCP option: a Unix socket's connection takes none
     if config.username is not None:
         kwargs["username"] = config.username
     password = _secret(config.password_env, "redis.password_env", environ)

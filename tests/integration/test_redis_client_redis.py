@@ -4,8 +4,10 @@ certificates and an ACL user connect, and a wrong CA, password or sentinel set i
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,6 +15,7 @@ from redis.asyncio import Redis
 
 from shared.config import RedisConfig
 from shared.redis_client import RedisSetupError, check_redis, redis_client
+from shared.redis_server import find_redis_server
 from tests.harness import free_port
 from tests.redis_nodes import ACL_PASSWORD, TlsRedis
 
@@ -138,3 +141,28 @@ async def test_unreachable_sentinels_are_named() -> None:
 
 async def test_a_plain_outage_is_waited_out_not_fatal() -> None:
     assert "unreachable" in str(await check_redis(RedisConfig(url=f"redis://127.0.0.1:{free_port()}/0")))
+
+
+@pytest.fixture
+def unix_socket(tmp_path: Path) -> Iterator[Path]:
+    """A redis-server listening on a Unix socket only; the socket's path."""
+    socket_path = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        [find_redis_server(), "--port", "0", "--unixsocket", str(socket_path), "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not socket_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield socket_path
+    server.terminate()
+    server.wait()
+
+
+async def test_a_unix_socket_url_connects(unix_socket: Path) -> None:
+    client = redis_client(RedisConfig(url=f"unix://{unix_socket}?db=2"))
+    try:
+        assert await client.set("over-unix", "yes")
+        assert await client.get("over-unix") == b"yes"
+    finally:
+        await client.aclose()
