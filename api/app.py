@@ -15,7 +15,7 @@ from api.access.keys import Access
 from api.admin import admin_router
 from api.chat import routes as chat
 from api.console import console_routers, template_config
-from api.delivery.dispatch import Dispatcher
+from api.delivery.queueing import Dispatcher
 from api.delivery.relay import Relay
 from api.draining import Drain
 from api.errors import ErrorShape, exception_handlers, openai_shape

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from api.access.keys import Access
-    from api.delivery.dispatch import Dispatcher
+    from api.delivery.queueing import Dispatcher
     from api.delivery.relay import Relay
     from api.draining import Drain
     from api.intake.sessions import Sessions

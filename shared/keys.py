@@ -1,4 +1,6 @@
-"""Every Redis key and channel name the gateway uses, in one place.
+"""Every Redis key and pub/sub topic the gateway uses, in one place.
+
+"Channel" always means an upstream channel of the config; a pub/sub channel is called a topic here.
 
 Keys that one Lua script or one transaction touches together share a hash tag, so that each such call
 stays in a single Redis Cluster slot: per generation ``{<generation id>}`` (its queued job, lease, cancel
@@ -11,9 +13,9 @@ of it alone is harmless (see :mod:`shared.queue`).
 from __future__ import annotations
 
 __all__ = (
-    "CANCEL_CHANNEL",
+    "CANCEL_TOPIC",
     "CHANNELS_CHANGED",
-    "COOLDOWN_CHANNEL",
+    "COOLDOWN_TOPIC",
     "JOB_FUNCTION",
     "LEDGER_GROUP",
     "LEDGER_MIGRATION_LOCK",
@@ -31,7 +33,7 @@ __all__ = (
     "SessionKeys",
     "binding_key",
     "presence_key",
-    "relay_channel",
+    "relay_topic",
 )
 
 PREFIX = "aiapi"
@@ -53,11 +55,11 @@ READY = f"{_QUEUE_TAG}:ready"
 at once instead of at its next poll. A wake-up for one worker, where a broadcast would have every worker
 try to claim every job."""
 
-CANCEL_CHANNEL = f"{PREFIX}:cancel"
+CANCEL_TOPIC = f"{PREFIX}:cancel"
 """Carries generation ids to cancel; the durable cancel flag is :attr:`GenerationKeys.cancel`."""
 
 
-COOLDOWN_CHANNEL = f"{PREFIX}:cooldown"
+COOLDOWN_TOPIC = f"{PREFIX}:cooldown"
 """Carries every account cooldown a worker starts, so the other workers skip that account too."""
 
 CHANNELS_CHANGED = f"{PREFIX}:channels-changed"
@@ -80,14 +82,14 @@ PRICES_CHANGED = f"{PREFIX}:prices-changed"
 """Published after the admin API changed :data:`PRICES`; every worker reloads them."""
 
 
-def relay_channel(instance_id: str) -> str:
-    """The pub/sub channel on which one API instance receives the events of its generations."""
+def relay_topic(instance_id: str) -> str:
+    """The pub/sub topic on which one API instance receives the events of its generations."""
     return f"{PREFIX}:relay:{instance_id}"
 
 
-def presence_key(reply_channel: str) -> str:
-    """String with a TTL: present while the API instance listening on ``reply_channel`` is alive."""
-    return f"{reply_channel}:alive"
+def presence_key(reply_topic: str) -> str:
+    """String with a TTL: present while the API instance listening on ``reply_topic`` is alive."""
+    return f"{reply_topic}:alive"
 
 
 class GenerationKeys:

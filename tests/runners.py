@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 from shared.scripts import Scripts
 from worker.cooldowns import Cooldowns
+from worker.failover import Router
+from worker.provider_pool import ProviderPool
 from worker.registry import ProviderRegistry, default_registry
-from worker.routing import Router
 from worker.runner import GenerationRunner
-from worker.upstreams import Upstreams
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -23,9 +23,9 @@ def build_runner(
     redis: Redis, settings: Settings, *, registry: ProviderRegistry | None = None, worker_id: str = "w1"
 ) -> GenerationRunner:
     scripts = Scripts(redis)
-    upstreams = Upstreams(registry or default_registry(), settings.channels)
+    pool = ProviderPool(registry or default_registry(), settings.channels)
     router = Router(
-        upstreams=upstreams,
+        providers=pool,
         scripts=scripts,
         routing=settings.routing,
         cooldowns=Cooldowns(),

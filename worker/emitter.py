@@ -40,7 +40,7 @@ class EventEmitter:
         *,
         generation_id: str,
         lease: GenerationLease,
-        channel: str,
+        topic: str,
         ttl_s: int,
         outage_grace_s: float = 0.0,
     ) -> None:
@@ -49,7 +49,7 @@ class EventEmitter:
         self._keys = [keys.events, keys.lease]
         self._generation_id = generation_id
         self._lease = lease
-        self._head: list[str | int] = [lease.token, ttl_s * 1000, channel]
+        self._head: list[str | int] = [lease.token, ttl_s * 1000, topic]
         self._pending: list[tuple[int, bytes]] = []
         self._seq = 0
         self._flusher: asyncio.Task[None] | None = None

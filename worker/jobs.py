@@ -3,7 +3,7 @@ once, and drain on shutdown.
 
 This replaces arq's ``Worker``, of which only the loop was left (the project has its own enqueue, claim and
 job runner) and which could only be extended through its private members. Each enqueue pushes the job id
-on :data:`~shared.keys.READY`; :func:`worker.control.take_wakeups` pops it (``BLPOP``) while a slot is free
+on :data:`~shared.keys.READY`; :func:`worker.wakeups.take_wakeups` pops it (``BLPOP``) while a slot is free
 and hands it here, so each job wakes exactly one worker, which claims it, reads it and takes its lease with
 one Lua call (``claim.lua``) and then takes its id off the queue. A timer poll of the queue stays as the
 fallback (a lost wake-up costs at most ``poll_delay_s``) and records the health key arq users know.
@@ -40,7 +40,7 @@ _REDIS_RETRY_S = 0.5
 
 
 class JobLoop:
-    """Claims and runs jobs until :meth:`drain`; what :func:`~worker.control.take_wakeups` feeds."""
+    """Claims and runs jobs until :meth:`drain`; what :func:`~worker.wakeups.take_wakeups` feeds."""
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 """The worker process: its parts wired together, run until SIGTERM, then drained.
 
 Jobs are claimed and run by :class:`~worker.jobs.JobLoop`; cancellations, cooldowns and channel changes,
-which every worker must hear, come over pub/sub, and wake-ups from a list (both in :mod:`worker.control`).
+which every worker must hear, come over pub/sub, and wake-ups from a list (both in :mod:`worker.wakeups`).
 On SIGTERM (or SIGINT) the worker takes no new job, lets running generations finish for up to
 ``worker.drain_s``, stops the rest with a clean error, and exits 0.
 """
@@ -29,15 +29,15 @@ from shared.ledger.prices import PriceBook
 from shared.queue import deserialize_job
 from shared.redis_client import redis_client
 from shared.scripts import Scripts
-from worker.control import Control, listen, take_wakeups
 from worker.cooldowns import Cooldowns
+from worker.failover import Router
 from worker.jobs import JobLoop
 from worker.lease import GenerationLease
 from worker.metrics import serve_metrics
+from worker.provider_pool import ProviderPool
 from worker.registry import default_registry
-from worker.routing import Router
 from worker.runner import GenerationRunner
-from worker.upstreams import Upstreams
+from worker.wakeups import Broadcasts, listen_broadcasts, take_wakeups
 
 __all__ = ("run_worker", "serve_worker")
 
@@ -71,7 +71,7 @@ class _Worker:
         self.settings = settings
         self.redis = redis
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
-        self.upstreams = Upstreams(default_registry())
+        self.providers = ProviderPool(default_registry())
         self.tasks: list[asyncio.Task[None]] = []
 
     async def serve(self, stopping: asyncio.Event) -> None:
@@ -82,24 +82,24 @@ class _Worker:
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
-            await self.upstreams.aclose()
+            await self.providers.aclose()
 
     async def _serve(self, stopping: asyncio.Event) -> None:
         settings, redis = self.settings, self.redis
         scripts = Scripts(redis)
         store = ChannelStore(redis, settings.channels)
-        await self.upstreams.replace(await store.effective())
+        await self.providers.replace(await store.effective())
         cooldowns = Cooldowns()
         await cooldowns.load(
             redis,
             (
                 (channel.name, account.name)
-                for channel in self.upstreams.catalog.channels()
+                for channel in self.providers.catalog.channels()
                 for account in channel.credential_configs()
             ),
         )
         router = Router(
-            upstreams=self.upstreams,
+            providers=self.providers,
             scripts=scripts,
             routing=settings.routing,
             cooldowns=cooldowns,
@@ -117,19 +117,19 @@ class _Worker:
             poll_delay_s=settings.worker.poll_delay_s,
             job_timeout_s=settings.worker.job_timeout_s,
         )
-        control = Control(runner, cooldowns)
+        broadcasts = Broadcasts(runner, cooldowns)
         # Cancellations are heard until the very end, drain included; new work stops with the loop.
-        self.tasks.append(asyncio.create_task(listen(redis, control)))
+        self.tasks.append(asyncio.create_task(listen_broadcasts(redis, broadcasts)))
         taking = [
             asyncio.create_task(take_wakeups(redis, jobs)),
             asyncio.create_task(
-                store.follow(self.upstreams.replace, interval_s=_CHANNEL_POLL_S, wake=control.channels_changed)
+                store.follow(self.providers.replace, interval_s=_CHANNEL_POLL_S, wake=broadcasts.channels_changed)
             ),
             asyncio.create_task(prices.follow(interval_s=_CHANNEL_POLL_S)),
             asyncio.create_task(jobs.run()),
         ]
         self.tasks.extend(taking)
-        channels = len(self.upstreams.catalog.channels())
+        channels = len(self.providers.catalog.channels())
         log.info("worker %s ready: %d channel(s), up to %d jobs", self.worker_id, channels, settings.worker.max_jobs)
         await stopping.wait()
         for task in taking:

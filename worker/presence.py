@@ -21,13 +21,13 @@ class ApiPresence:
         self._redis = redis
         self._answers: dict[str, tuple[float, bool]] = {}
 
-    async def alive(self, reply_channel: str) -> bool:
+    async def alive(self, reply_topic: str) -> bool:
         now = time.monotonic()
-        answer = self._answers.get(reply_channel)
+        answer = self._answers.get(reply_topic)
         if answer is not None and now - answer[0] < _ASKED_S:
             return answer[1]
-        alive = bool(await self._redis.command("EXISTS", presence_key(reply_channel)))
+        alive = bool(await self._redis.command("EXISTS", presence_key(reply_topic)))
         if len(self._answers) > 1000:  # instances come and go: forget the old ones now and then
-            self._answers = {channel: seen for channel, seen in self._answers.items() if now - seen[0] < _ASKED_S}
-        self._answers[reply_channel] = (now, alive)
+            self._answers = {topic: seen for topic, seen in self._answers.items() if now - seen[0] < _ASKED_S}
+        self._answers[reply_topic] = (now, alive)
         return alive

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from shared.config import Settings
     from shared.generation import GenerationRequest
     from shared.scripts import Scripts
-    from worker.routing import Router
+    from worker.failover import Router
 
 __all__ = ("GenerationRunner", "stop_error")
 
@@ -107,7 +107,7 @@ class GenerationRunner:
     async def reject(self, generation_id: str, message: str, lease: GenerationLease | None = None) -> None:
         """Fail a generation whose request cannot be run at all (e.g. an API newer than this worker).
 
-        Its reply channel is unknown, so the failure goes to the log only; the API finds it there at
+        Its reply topic is unknown, so the failure goes to the log only; the API finds it there at
         its next idle check.
         """
         keys = GenerationKeys(generation_id)
@@ -115,7 +115,7 @@ class GenerationRunner:
         if await lease.acquire() is not Acquired.TAKEN:
             return
         emitter = EventEmitter(
-            self._scripts, keys, generation_id=generation_id, lease=lease, channel="", ttl_s=self._event_ttl
+            self._scripts, keys, generation_id=generation_id, lease=lease, topic="", ttl_s=self._event_ttl
         )
         log.error("generation %s rejected: %s", generation_id, message)
         try:
@@ -146,7 +146,7 @@ class GenerationRunner:
             keys,
             generation_id=request.id,
             lease=lease,
-            channel=request.reply_to,
+            topic=request.reply_to,
             ttl_s=request.retain_s or self._event_ttl,
             outage_grace_s=self._settings.redis.outage_grace_s,
         )

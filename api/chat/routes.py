@@ -54,7 +54,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         chat,
         generation_id=generation_id,
         request_id=request.scope["state"][REQUEST_ID_KEY],
-        reply_to=state.dispatcher.reply_channel,
+        reply_to=state.dispatcher.reply_topic,
         created=created,
         client=ClientInfo.from_headers(request.headers),
     )

@@ -23,9 +23,9 @@ _RETRY_S = 0.5
 
 
 class Presence:
-    def __init__(self, redis: Redis, reply_channel: str, *, ttl_s: float) -> None:
+    def __init__(self, redis: Redis, reply_topic: str, *, ttl_s: float) -> None:
         self._redis = redis
-        self._key = presence_key(reply_channel)
+        self._key = presence_key(reply_topic)
         self._ttl_ms = int(ttl_s * 1000)
         self._task: asyncio.Task[None] | None = None
 

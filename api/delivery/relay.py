@@ -1,9 +1,9 @@
 """Delivering a generation's events, in order and without loss, to the API instance holding the client.
 
 Workers append every event to the generation's log (a Redis stream) and publish the same bytes on this
-instance's channel. Pub/sub is only the fast path: it loses messages published while a connection is
+instance's pub/sub topic. Pub/sub is only the fast path: it loses messages published while a connection is
 down or a reader is slow. So each :class:`Subscription` numbers what it receives, and whenever it sees
-a gap, or hears nothing for ``idle_check_s``, it reads the log. The channel is subscribed once per
+a gap, or hears nothing for ``idle_check_s``, it reads the log. The topic is subscribed once per
 process at start, before any job is enqueued, so there is no subscribe-after-publish race; while it
 lives, the process keeps its presence key (:mod:`api.delivery.presence`) so that workers know someone listens.
 
@@ -28,7 +28,7 @@ from api.metrics import IN_FLIGHT, QUEUE_WAIT
 from shared.batching import RedisBatcher
 from shared.errors import GenerationLost, RedisUnavailable, ServiceUnavailable, WorkerLost
 from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, Started, decode_batch, decode_envelope
-from shared.keys import GenerationKeys, relay_channel
+from shared.keys import GenerationKeys, relay_topic
 from shared.tracing import tracing
 
 if TYPE_CHECKING:
@@ -65,11 +65,11 @@ class Relay:
         self._config = config
         self.outage_grace_s = outage_grace_s
         """How long a subscription waits out an unreachable Redis before it fails its stream."""
-        self.channel = relay_channel(instance_id)
+        self.topic = relay_topic(instance_id)
         self._subscriptions: dict[str, Subscription] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._presence = Presence(redis, self.channel, ttl_s=config.presence_ttl_s)
+        self._presence = Presence(redis, self.topic, ttl_s=config.presence_ttl_s)
         IN_FLIGHT.set_function(lambda: len(self._subscriptions))
 
     async def start(self, wait_s: float = 5.0) -> None:
@@ -87,7 +87,7 @@ class Relay:
                 await self._task
 
     async def wait_ready(self, timeout_s: float) -> None:
-        """Return once the channel is subscribed; raise 503 if that does not happen in time."""
+        """Return once the topic is subscribed; raise 503 if that does not happen in time."""
         if self._ready.is_set():
             return
         try:
@@ -97,7 +97,7 @@ class Relay:
             raise RedisUnavailable() from None
 
     def subscribe(self, generation_id: str, *, queue_timeout_s: float | None = None) -> Subscription:
-        """Follow a generation whose worker publishes to this instance (its ``reply_to`` is our channel)."""
+        """Follow a generation whose worker publishes to this instance (its ``reply_to`` is our topic)."""
         subscription = Subscription(self, generation_id, queue_timeout_s=queue_timeout_s)
         self._subscriptions[generation_id] = subscription
         return subscription
@@ -113,7 +113,7 @@ class Relay:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.channel)
+                await pubsub.subscribe(self.topic)
                 self._ready.set()
                 # Whatever was published while we were not subscribed is only in the logs now.
                 for subscription in list(self._subscriptions.values()):
@@ -122,7 +122,7 @@ class Relay:
                     self._dispatch(message["data"])
             except (RedisError, OSError) as exc:
                 self._ready.clear()
-                log.warning("relay channel lost (%s); reconnecting", exc)
+                log.warning("relay subscription lost (%s); reconnecting", exc)
                 for subscription in list(self._subscriptions.values()):
                     subscription.alarm()
                 await asyncio.sleep(0.2)
@@ -327,7 +327,7 @@ def _trace_queue_wait(queued_at: float) -> Span:
 
 
 class LogTail(Subscription):
-    """A subscription fed by blocking reads of the log instead of this instance's channel."""
+    """A subscription fed by blocking reads of the log instead of this instance's topic."""
 
     async def _wait(self) -> bool:
         try:

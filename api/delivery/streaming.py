@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from litestar.response.base import ASGIResponse
     from litestar.types import HTTPResponseBodyEvent, Receive, Send
 
-    from api.delivery.dispatch import Dispatcher
+    from api.delivery.queueing import Dispatcher
     from api.delivery.relay import Subscription
 
 __all__ = ("EventStreamResponse", "Relayed", "sse_response", "unless_client_leaves")

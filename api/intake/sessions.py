@@ -25,7 +25,7 @@ from shared.sessions import decode_zero_width, history_key, new_session_id, stri
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from api.delivery.dispatch import Dispatcher
+    from api.delivery.queueing import Dispatcher
     from shared.config import Settings
     from shared.scripts import Scripts
 

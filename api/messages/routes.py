@@ -76,7 +76,7 @@ async def create_message(request: Request[Any, Any, Any]) -> Response[bytes] | S
         body,
         generation_id=generation_id,
         request_id=request.scope["state"][REQUEST_ID_KEY],
-        reply_to=state.dispatcher.reply_channel,
+        reply_to=state.dispatcher.reply_topic,
         created=int(time.time()),
         client=ClientInfo.from_headers(request.headers),
     )

@@ -71,7 +71,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
         request_id=request.scope["state"][REQUEST_ID_KEY],
         model=body.model,
         messages=instructions + conversation,
-        reply_to=state.dispatcher.reply_channel,
+        reply_to=state.dispatcher.reply_topic,
         created=created,
         tools=tools,
         tool_choice=choice,

@@ -12,7 +12,7 @@ import openai
 import pytest
 from redis import Redis
 
-from api.delivery.dispatch import WORKER_HEALTH_S
+from api.delivery.queueing import WORKER_HEALTH_S
 from shared import keys
 from shared.redis_server import EmbeddedRedis
 from tests.e2e.conftest import gateway_config

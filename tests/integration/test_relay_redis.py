@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from api.delivery.dispatch import Dispatcher
+from api.delivery.queueing import Dispatcher
 from api.delivery.relay import Relay
 from shared.config import MockChannel, RelayConfig, Settings, WorkerConfig
 from shared.events import Failed, Finished, GenerationEvent, TextDelta
@@ -35,7 +35,7 @@ def _setup(redis: Redis, tokens_per_second: float, lease_ttl_s: float = 5) -> tu
 
 async def _run_one(relay: Relay, runner: GenerationRunner, number: int) -> list[GenerationEvent]:
     generation_id = f"gen{number:04d}"
-    request = GenerationRequest(generation_id, "r", "mock-1", [Message("user", [TextPart("x")])], relay.channel, 1)
+    request = GenerationRequest(generation_id, "r", "mock-1", [Message("user", [TextPart("x")])], relay.topic, 1)
     subscription = relay.subscribe(generation_id)
     work = asyncio.create_task(runner.run(request))
     events = [event async for event in subscription.events() if event is not None]
@@ -92,7 +92,7 @@ async def test_a_log_tail_follows_a_generation_published_to_another_instance(red
     other = Relay(redis, instance_id="elsewhere", config=RelayConfig(idle_check_s=0.2))
     await other.start()
     try:
-        request = GenerationRequest("tailed", "r", "mock-1", [Message("user", [TextPart("x")])], other.channel, 1)
+        request = GenerationRequest("tailed", "r", "mock-1", [Message("user", [TextPart("x")])], other.topic, 1)
         work = asyncio.create_task(runner.run(request))
         await asyncio.sleep(0.05)  # the tail starts mid-run: it must still see everything from seq 0
         tail = relay.tail("tailed")

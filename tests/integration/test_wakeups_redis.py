@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from shared.generation import GenerationRequest, Message, TextPart
 from shared.queue import enqueue_generation
-from worker.control import take_wakeups
+from worker.wakeups import take_wakeups
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from shared.tracing import Tracing
 
 _PROBE = """
 import sys
-import api.app, api.server, shared.cli, worker.main, worker.routing
+import api.app, api.server, shared.cli, worker.main, worker.failover
 from shared.config import load_settings
 from shared.tracing import tracing
 tracing.configure(load_settings(environ={}).tracing, {}, service="aiapi-api")

@@ -168,7 +168,7 @@ async def test_emitter_batches_and_reports_fencing(fake_redis: fakeredis.FakeAsy
     pubsub = fake_redis.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe("relay")
     lease = GenerationLease(Scripts(fake_redis), keys, "token", ttl_s=10)
-    emitter = EventEmitter(Scripts(fake_redis), keys, generation_id="g6", lease=lease, channel="relay", ttl_s=60)
+    emitter = EventEmitter(Scripts(fake_redis), keys, generation_id="g6", lease=lease, topic="relay", ttl_s=60)
     for word in ("a", "b", "c"):
         await emitter.send(TextDelta(word))
     await emitter.drain()
@@ -198,12 +198,12 @@ async def test_emitter_waits_out_a_lost_redis_within_its_grace(fake_redis: faker
         return await real_script(script, keys, args)
 
     scripts.batcher.script = flaky_script  # type: ignore[method-assign]
-    patient = EventEmitter(scripts, keys, generation_id="g11", lease=lease, channel="relay", ttl_s=60, outage_grace_s=5)
+    patient = EventEmitter(scripts, keys, generation_id="g11", lease=lease, topic="relay", ttl_s=60, outage_grace_s=5)
     await patient.send(TextDelta("a"))
     await patient.drain()
     assert [e.event for e in await _log(fake_redis, "g11")] == [TextDelta("a")]
     failures.append(RedisConnectionError("gone for good"))
-    hasty = EventEmitter(scripts, keys, generation_id="g11", lease=lease, channel="relay", ttl_s=60)
+    hasty = EventEmitter(scripts, keys, generation_id="g11", lease=lease, topic="relay", ttl_s=60)
     await hasty.send(TextDelta("b"))
     with pytest.raises(RedisConnectionError):
         await hasty.drain()
@@ -214,7 +214,7 @@ async def test_emitter_holds_announced_events_and_ends_with_the_lease(fake_redis
     scripts = Scripts(fake_redis)
     lease = GenerationLease(scripts, keys, "token", ttl_s=10)
     assert await lease.acquire() is Acquired.TAKEN
-    emitter = EventEmitter(scripts, keys, generation_id="g7", lease=lease, channel="relay", ttl_s=60)
+    emitter = EventEmitter(scripts, keys, generation_id="g7", lease=lease, topic="relay", ttl_s=60)
     emitter.announce(Started("w1"), within_s=10)
     await asyncio.sleep(0.05)
     assert await fake_redis.xlen(keys.events) == 0, "an announced event waits for the next one"

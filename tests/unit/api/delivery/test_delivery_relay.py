@@ -40,8 +40,8 @@ async def test_published_events_arrive_in_order(fake_redis: fakeredis.FakeAsyncR
     events: list[GenerationEvent] = [Started("w"), TextDelta("a"), TextDelta("b"), Finished("stop")]
     frames = [await _log(fake_redis, "g1", seq, event) for seq, event in enumerate(events)]
     collecting = asyncio.create_task(_collect(subscription.events()))
-    await fake_redis.publish(relay.channel, b"[" + b",".join(frames[2:]) + b"]")
-    await fake_redis.publish(relay.channel, b"[" + b",".join(frames[:2]) + b"]")
+    await fake_redis.publish(relay.topic, b"[" + b",".join(frames[2:]) + b"]")
+    await fake_redis.publish(relay.topic, b"[" + b",".join(frames[:2]) + b"]")
     assert [e for e in await collecting if e is not None] == events
     subscription.close()
     await relay.stop()
@@ -52,7 +52,7 @@ async def test_events_lost_by_pubsub_are_read_from_the_log(fake_redis: fakeredis
     subscription = relay.subscribe("g2")
     events: list[GenerationEvent] = [Started("w"), *(TextDelta(str(i)) for i in range(5)), Finished("stop")]
     frames = [await _log(fake_redis, "g2", seq, event) for seq, event in enumerate(events)]
-    await fake_redis.publish(relay.channel, b"[" + frames[-1] + b"]")  # only the last one is published
+    await fake_redis.publish(relay.topic, b"[" + frames[-1] + b"]")  # only the last one is published
     received = await asyncio.wait_for(_collect(subscription.events()), 2)
     assert [e for e in received if e is not None] == events
     await relay.stop()
@@ -112,7 +112,7 @@ async def test_a_slow_reader_holds_a_bounded_buffer_and_loses_nothing(fake_redis
     events: list[GenerationEvent] = [Started("w"), *(TextDelta(str(i)) for i in range(500)), Finished("stop")]
     frames = [await _log(fake_redis, "g9", seq, event) for seq, event in enumerate(events)]
     for start in range(0, len(frames), 50):
-        await fake_redis.publish(relay.channel, b"[" + b",".join(frames[start : start + 50]) + b"]")
+        await fake_redis.publish(relay.topic, b"[" + b",".join(frames[start : start + 50]) + b"]")
     await asyncio.sleep(0.1)  # everything has been published and dispatched; nobody has read yet
     assert len(subscription._held) == 16
     received, most_held = [], 0

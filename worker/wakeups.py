@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from worker.cooldowns import Cooldowns
     from worker.runner import GenerationRunner
 
-__all__ = ("Control", "Wakeable", "listen", "take_wakeups")
+__all__ = ("Broadcasts", "Wakeable", "listen_broadcasts", "take_wakeups")
 
 log = logging.getLogger(__name__)
 
@@ -53,37 +53,37 @@ async def take_wakeups(redis: Redis, worker: Wakeable) -> None:
             worker.wake_for(popped[1])
 
 
-class Control:
-    """What the control channels act on."""
+class Broadcasts:
+    """What the broadcast topics act on."""
 
     def __init__(self, runner: GenerationRunner, cooldowns: Cooldowns) -> None:
         self.runner = runner
         self.cooldowns = cooldowns
         self.channels_changed = asyncio.Event()
 
-    def handle(self, channel: bytes, data: bytes) -> None:
-        if channel == _CANCEL:
+    def handle(self, topic: bytes, data: bytes) -> None:
+        if topic == _CANCEL:
             self.runner.cancel(data.decode())
-        elif channel == _COOLDOWN:
+        elif topic == _COOLDOWN:
             self.cooldowns.apply_encoded(data)
         else:
             self.channels_changed.set()
 
 
-_CANCEL, _COOLDOWN = (name.encode() for name in (keys.CANCEL_CHANNEL, keys.COOLDOWN_CHANNEL))
+_CANCEL, _COOLDOWN = (name.encode() for name in (keys.CANCEL_TOPIC, keys.COOLDOWN_TOPIC))
 
 
-async def listen(redis: Redis, control: Control) -> None:
+async def listen_broadcasts(redis: Redis, broadcasts: Broadcasts) -> None:
     """Turn cancellations, cooldowns and channel changes on pub/sub into actions; reconnect whenever
     Redis drops us. (A cancellation missed meanwhile is still found: the lease heartbeat reads its flag.)"""
     while True:
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(keys.CANCEL_CHANNEL, keys.COOLDOWN_CHANNEL, keys.CHANNELS_CHANGED)
+            await pubsub.subscribe(keys.CANCEL_TOPIC, keys.COOLDOWN_TOPIC, keys.CHANNELS_CHANGED)
             async for message in pubsub.listen():
-                control.handle(message["channel"], message["data"])
+                broadcasts.handle(message["channel"], message["data"])
         except (RedisError, OSError) as exc:
-            log.warning("worker control channel lost (%s); reconnecting", exc)
+            log.warning("worker lost its broadcasts (%s); reconnecting", exc)
             await asyncio.sleep(_RECONNECT_S)
         finally:
             with contextlib.suppress(RedisError, OSError):

@@ -7,7 +7,7 @@ import asyncio
 import fakeredis
 import pytest
 
-from api.delivery.dispatch import Dispatcher
+from api.delivery.queueing import Dispatcher
 from api.delivery.relay import Relay
 from shared.config import RelayConfig
 from shared.errors import ServiceUnavailable

@@ -42,8 +42,8 @@ class Dispatcher:
         """Whether the last look at the health key got an answer (Redis may be down)."""
 
     @property
-    def reply_channel(self) -> str:
-        return self._relay.channel
+    def reply_topic(self) -> str:
+        return self._relay.topic
 
     async def submit(self, request: GenerationRequest, *, queue_timeout_s: float | None = None) -> Subscription:
         """Queue ``request`` and return the subscription to its events (taken before the job exists)."""
@@ -110,5 +110,5 @@ class Dispatcher:
         ttl = self._config.event_ttl_s if remember_s is None else remember_s
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.GenerationKeys(generation_id).cancel, b"1", ex=ttl)
-            pipe.publish(keys.CANCEL_CHANNEL, generation_id)
+            pipe.publish(keys.CANCEL_TOPIC, generation_id)
             await pipe.execute()

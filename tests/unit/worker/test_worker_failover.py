@@ -13,14 +13,14 @@ from shared.config import AccountConfig, ChannelConfig, OpenAIChannel, RoutingCo
 from shared.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
 from shared.events import Finished, TextDelta, Usage
 from shared.generation import GenerationRequest, Message, TextPart
-from shared.keys import COOLDOWN_CHANNEL, ChannelKeys
+from shared.keys import COOLDOWN_TOPIC, ChannelKeys
 from shared.scripts import Scripts
 from tests.pubsub import next_message
 from worker.cooldowns import Cooldowns
+from worker.failover import Router
+from worker.provider_pool import ProviderPool
 from worker.providers import ProviderOutput, UpstreamCall
 from worker.registry import ProviderRegistry
-from worker.routing import Router
-from worker.upstreams import Upstreams
 
 Script = Sequence[ProviderOutput | GatewayError]
 
@@ -63,7 +63,7 @@ def _router(
     registry.register(OpenAIChannel, lambda channel: providers.get(channel.name) or _Scripted(OK))
     cooldowns = Cooldowns()
     router = Router(
-        upstreams=Upstreams(registry, channels),
+        providers=ProviderPool(registry, channels),
         scripts=Scripts(redis),
         routing=routing or RoutingConfig(backoff_s=0, cooldown_s=30),
         cooldowns=cooldowns,
@@ -105,7 +105,7 @@ async def test_a_failure_before_output_moves_on_and_cools_the_account_down(
     fake_redis: fakeredis.FakeAsyncRedis,
 ) -> None:
     pubsub = fake_redis.pubsub()
-    await pubsub.subscribe(COOLDOWN_CHANNEL)
+    await pubsub.subscribe(COOLDOWN_TOPIC)
     router, providers, cooldowns = _router(
         fake_redis,
         [_channel("a", priority=1), _channel("b", priority=2)],

@@ -1,6 +1,6 @@
 """The channels one worker serves: the routing table and one provider per channel, swapped whole.
 
-The admin API may change channels while generations run. :meth:`Upstreams.replace` builds the new set
+The admin API may change channels while generations run. :meth:`ProviderPool.replace` builds the new set
 and retires the providers of changed or removed channels; a retired provider is closed once the last
 generation using it ends, so a change never breaks a stream in flight.
 """
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from worker.providers import Provider
     from worker.registry import ProviderRegistry
 
-__all__ = ("Upstreams",)
+__all__ = ("ProviderPool",)
 
 
 class _Entry:
@@ -32,7 +32,7 @@ class _Entry:
         self.retired = False
 
 
-class Upstreams:
+class ProviderPool:
     def __init__(self, registry: ProviderRegistry, channels: Iterable[ChannelConfig] = ()) -> None:
         self._registry = registry
         self._entries: dict[str, _Entry] = {}

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from shared.config import Account, RoutingConfig
 from shared.errors import GatewayError, ModelNotFound, RateLimited, UpstreamError, UpstreamTimeout
 from shared.events import Finished, TextDelta, ThinkingDelta, ToolCallDelta, ToolCallStarted, Usage
-from shared.keys import COOLDOWN_CHANNEL, ChannelKeys
+from shared.keys import COOLDOWN_TOPIC, ChannelKeys
 from shared.tracing import AttributeValue, tracing
 from worker.cooldowns import CooldownNotice, Cooldowns
 from worker.error_texts import ErrorTextGuard
@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from shared.generation import GenerationRequest
     from shared.scripts import Scripts
     from worker.accounting import RouteTrail
+    from worker.provider_pool import ProviderPool
     from worker.session_turn import SessionTurn
-    from worker.upstreams import Upstreams
 
 __all__ = ("Attempt", "Router")
 
@@ -61,14 +61,14 @@ class Router:
     def __init__(
         self,
         *,
-        upstreams: Upstreams,
+        providers: ProviderPool,
         scripts: Scripts,
         routing: RoutingConfig,
         cooldowns: Cooldowns,
         slot_ttl_s: float,
         rng: random.Random | None = None,
     ) -> None:
-        self._upstreams = upstreams
+        self._providers = providers
         self._scripts = scripts
         self._routing = routing
         self._cooldowns = cooldowns
@@ -80,7 +80,7 @@ class Router:
         """Every (channel, account) that could serve ``model``, in the order to try them."""
         ready: list[Attempt] = []
         resting: list[Attempt] = []
-        routes = self._upstreams.catalog.routes(model)
+        routes = self._providers.catalog.routes(model)
         for _, group in itertools.groupby(routes, key=lambda route: route.channel.priority):
             queues = [self._accounts(route) for route in self._by_weight(list(group))]
             # One account per channel first: a failing channel is more often down as a whole.
@@ -168,7 +168,7 @@ class Router:
         usage: list[Usage] = []
         try:
             async with (
-                self._upstreams.use(channel.name) as provider,
+                self._providers.use(channel.name) as provider,
                 contextlib.aclosing(provider.stream(call)) as outputs,
             ):
                 async for output in outputs:
@@ -247,7 +247,7 @@ class Router:
             await redis.set(
                 ChannelKeys.health(channel.name, attempt.account.name), notice.reason, px=int(seconds * 1000)
             )
-            await redis.publish(COOLDOWN_CHANNEL, msgspec.json.encode(notice))
+            await redis.publish(COOLDOWN_TOPIC, msgspec.json.encode(notice))
         except RedisError as exc:
             log.warning("could not share the cooldown of %s/%s: %s", channel.name, attempt.account.name, exc)
 

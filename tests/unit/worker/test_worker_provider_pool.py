@@ -14,9 +14,9 @@ from shared.errors import UpstreamError
 from shared.events import Finished
 from shared.keys import ChannelKeys
 from worker.cooldowns import CooldownNotice, Cooldowns
+from worker.provider_pool import ProviderPool
 from worker.providers import ProviderOutput, UpstreamCall
 from worker.registry import ProviderRegistry
-from worker.upstreams import Upstreams
 
 
 class _Tracked:
@@ -30,38 +30,38 @@ class _Tracked:
         self.closed = True
 
 
-def _upstreams(created: list[_Tracked], channels: list[MockChannel]) -> Upstreams:
+def _pool(created: list[_Tracked], channels: list[MockChannel]) -> ProviderPool:
     def create(_: MockChannel) -> _Tracked:
         created.append(_Tracked())
         return created[-1]
 
     registry = ProviderRegistry()
     registry.register(MockChannel, create)
-    return Upstreams(registry, channels)
+    return ProviderPool(registry, channels)
 
 
 async def test_unchanged_channels_keep_their_provider_and_changed_ones_close_after_use() -> None:
     created: list[_Tracked] = []
     kept, changed = MockChannel(name="kept", models=["k"]), MockChannel(name="changed", models=["c"])
-    upstreams = _upstreams(created, [kept, changed])
-    async with upstreams.use("changed") as in_use:
-        await upstreams.replace([kept, msgspec.structs.replace(changed, reply="new")])
+    pool = _pool(created, [kept, changed])
+    async with pool.use("changed") as in_use:
+        await pool.replace([kept, msgspec.structs.replace(changed, reply="new")])
         assert len(created) == 3 and not created[0].closed
         assert in_use is created[1] and not created[1].closed, "a provider in use stays open"
     assert created[1].closed
-    assert upstreams.catalog.routes("c")[0].channel.reply == "new"
+    assert pool.catalog.routes("c")[0].channel.reply == "new"
 
 
 async def test_removed_channels_leave_the_routing_table() -> None:
     created: list[_Tracked] = []
-    upstreams = _upstreams(created, [MockChannel(name="a", models=["x"]), MockChannel(name="b", models=["y"])])
-    await upstreams.replace([MockChannel(name="a", models=["x"])])
-    assert "y" not in upstreams.catalog and created[1].closed
+    pool = _pool(created, [MockChannel(name="a", models=["x"]), MockChannel(name="b", models=["y"])])
+    await pool.replace([MockChannel(name="a", models=["x"])])
+    assert "y" not in pool.catalog and created[1].closed
     with pytest.raises(UpstreamError) as caught:
-        async with upstreams.use("b"):
+        async with pool.use("b"):
             pass
     assert caught.value.code == "channel_removed", "retried on the next candidate like an unreachable upstream"
-    await upstreams.aclose()
+    await pool.aclose()
     assert created[0].closed
 
 
