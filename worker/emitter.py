@@ -10,13 +10,10 @@ again; meanwhile events queue up, and past the backlog limit the provider waits 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, encode_envelope
+from shared.redis_retry import REDIS_UNREACHABLE, Outage
 from worker.lease import LeaseLost
 
 if TYPE_CHECKING:
@@ -28,8 +25,6 @@ __all__ = ("EventEmitter",)
 
 _BACKLOG_LIMIT = 256
 """Pending events beyond which ``send`` waits for Redis, so a stalled Redis cannot grow memory."""
-_RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 0.5
-"""The first and the longest wait between two tries of a write while Redis is unreachable."""
 
 
 class EventEmitter:
@@ -111,14 +106,10 @@ class EventEmitter:
 
     async def _write(self, args: list[str | int | bytes]) -> bool:
         """One ``emit.lua`` call, sent again while Redis is unreachable, for up to the outage grace."""
-        delay, gone_since = _RETRY_FIRST_S, 0.0
+        outage = None
         while True:
             try:
                 return bool(await self._scripts.batcher.script(self._scripts.emit, self._keys, args))
-            except (RedisConnectionError, RedisTimeoutError):
-                now = time.monotonic()
-                gone_since = gone_since or now
-                if now - gone_since + delay > self._outage_grace_s:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RETRY_MAX_S)
+            except REDIS_UNREACHABLE as exc:
+                outage = outage or Outage(self._outage_grace_s)
+                await outage.wait_to_retry(exc)

@@ -20,10 +20,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
 from shared import keys
 from shared.keys import GenerationKeys
+from shared.redis_retry import REDIS_LOST, RETRY_S
 
 if TYPE_CHECKING:
     from shared.scripts import Scripts
@@ -35,8 +34,6 @@ log = logging.getLogger(__name__)
 
 RunJob = Callable[[str, bytes, "GenerationLease"], Awaitable[None]]
 """Runs one claimed job: its id, its payload as enqueued, and the lease taken with the claim."""
-
-_REDIS_RETRY_S = 0.5
 
 
 class JobLoop:
@@ -100,11 +97,11 @@ class JobLoop:
                 if not woken or time.monotonic() - last_poll >= self._poll_delay_s:
                     last_poll = time.monotonic()
                     await self._poll()
-            except (RedisError, OSError) as exc:
+            except REDIS_LOST as exc:
                 # Running generations wait Redis out on their own; jobs not claimed stay in the queue.
-                log.warning("worker lost Redis (%s); trying again in %.1f s", exc, _REDIS_RETRY_S)
+                log.warning("worker lost Redis (%s); trying again in %.1f s", exc, RETRY_S)
                 self._slot_freed.set()
-                await asyncio.sleep(_REDIS_RETRY_S)
+                await asyncio.sleep(RETRY_S)
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_delay_s):
@@ -208,5 +205,5 @@ class JobLoop:
         while self._dequeued:
             ids, self._dequeued = self._dequeued, []
             # Lost with Redis, the ids stay queued: the next poll finds their jobs gone and tries again.
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_LOST):
                 await self._batcher.command("ZREM", keys.QUEUE, *ids)

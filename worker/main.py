@@ -19,7 +19,6 @@ import socket
 import msgspec
 from arq.jobs import SerializationError, deserialize_job_raw
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from shared import keys
 from shared.channel_store import ChannelStore
@@ -28,6 +27,7 @@ from shared.generation import decode_request
 from shared.ledger.prices import PriceBook
 from shared.queue import deserialize_job
 from shared.redis_client import redis_client
+from shared.redis_retry import REDIS_LOST, RETRY_S
 from shared.scripts import Scripts
 from worker.cooldowns import Cooldowns
 from worker.failover import Router
@@ -43,7 +43,6 @@ __all__ = ("run_worker", "serve_worker")
 
 log = logging.getLogger(__name__)
 
-_REDIS_RETRY_S = 0.5
 _CHANNEL_POLL_S = 5.0
 
 
@@ -156,13 +155,13 @@ async def serve_worker(settings: Settings, stopping: asyncio.Event | None = None
         try:
             await _Worker(settings, redis).serve(stopping)
             return
-        except (RedisError, OSError) as exc:
-            log.warning("worker lost Redis (%s); starting over in %.1f s", exc, _REDIS_RETRY_S)
+        except REDIS_LOST as exc:
+            log.warning("worker lost Redis (%s); starting over in %.1f s", exc, RETRY_S)
         finally:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_LOST):
                 await redis.aclose()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_REDIS_RETRY_S):
+            async with asyncio.timeout(RETRY_S):
                 await stopping.wait()
 
 

@@ -4,13 +4,11 @@ every worker must hear (cancellations, cooldowns, channel changes) over one pub/
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from typing import TYPE_CHECKING, Protocol
-
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from shared import keys
+from shared.redis_retry import REDIS_LOST, RETRY_S, subscribe_forever
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -22,7 +20,6 @@ __all__ = ("Broadcasts", "Wakeable", "listen_broadcasts", "take_wakeups")
 
 log = logging.getLogger(__name__)
 
-_RECONNECT_S = 0.5
 _READY_WAIT_S = 5
 
 
@@ -44,10 +41,10 @@ async def take_wakeups(redis: Redis, worker: Wakeable) -> None:
         await worker.free_slot()
         try:
             popped: list[bytes] | None = await redis.blpop([keys.READY], timeout=_READY_WAIT_S)  # type: ignore[misc]
-        except (RedisError, OSError) as exc:
+        except REDIS_LOST as exc:
             log.warning("worker lost its wake-ups (%s); polling until they are back", exc)
             worker.wake.set()
-            await asyncio.sleep(_RECONNECT_S)
+            await asyncio.sleep(RETRY_S)
             continue
         if popped is not None:
             worker.wake_for(popped[1])
@@ -73,18 +70,12 @@ class Broadcasts:
 _CANCEL, _COOLDOWN = (name.encode() for name in (keys.CANCEL_TOPIC, keys.COOLDOWN_TOPIC))
 
 
-async def listen_broadcasts(redis: Redis, broadcasts: Broadcasts) -> None:
-    """Turn cancellations, cooldowns and channel changes on pub/sub into actions; reconnect whenever
+async def listen_broadcasts(redis: Redis, broadcasts: Broadcasts) -> NoReturn:
+    """Turn cancellations, cooldowns and channel changes on pub/sub into actions; subscribe again whenever
     Redis drops us. (A cancellation missed meanwhile is still found: the lease heartbeat reads its flag.)"""
-    while True:
-        pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(keys.CANCEL_TOPIC, keys.COOLDOWN_TOPIC, keys.CHANNELS_CHANGED)
-            async for message in pubsub.listen():
-                broadcasts.handle(message["channel"], message["data"])
-        except (RedisError, OSError) as exc:
-            log.warning("worker lost its broadcasts (%s); reconnecting", exc)
-            await asyncio.sleep(_RECONNECT_S)
-        finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await subscribe_forever(
+        redis,
+        (keys.CANCEL_TOPIC, keys.COOLDOWN_TOPIC, keys.CHANNELS_CHANGED),
+        broadcasts.handle,
+        name="worker broadcasts",
+    )

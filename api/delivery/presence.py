@@ -8,9 +8,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
 from shared.keys import presence_key
+from shared.redis_retry import REDIS_LOST, RETRY_S
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -18,8 +17,6 @@ if TYPE_CHECKING:
 __all__ = ("Presence",)
 
 log = logging.getLogger(__name__)
-
-_RETRY_S = 0.5
 
 
 class Presence:
@@ -38,7 +35,7 @@ class Presence:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_LOST):
             await self._redis.delete(self._key)
 
     async def _announce(self) -> None:
@@ -46,8 +43,8 @@ class Presence:
             interval = self._ttl_ms / 3000
             try:
                 await self._redis.set(self._key, b"1", px=self._ttl_ms)
-            except (RedisError, OSError) as exc:
+            except REDIS_LOST as exc:
                 # Redis may be back (and have lost the key) in a moment: say so again soon.
                 log.debug("presence not renewed: %s", exc)
-                interval = min(interval, _RETRY_S)
+                interval = min(interval, RETRY_S)
             await asyncio.sleep(interval)

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from redis.exceptions import RedisError
 
@@ -29,6 +28,7 @@ from shared.batching import RedisBatcher
 from shared.errors import GenerationLost, RedisUnavailable, ServiceUnavailable, WorkerLost
 from shared.events import TERMINAL_EVENTS, Envelope, GenerationEvent, Started, decode_batch, decode_envelope
 from shared.keys import GenerationKeys, relay_topic
+from shared.redis_retry import RESUBSCRIBE_S, Outage, subscribe_forever
 from shared.tracing import tracing
 
 if TYPE_CHECKING:
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from shared.config import RelayConfig
 
 __all__ = ("LogTail", "Relay", "Subscription")
-
-log = logging.getLogger(__name__)
 
 _IDLE_GROWTH = 4
 
@@ -68,12 +66,22 @@ class Relay:
         self.topic = relay_topic(instance_id)
         self._subscriptions: dict[str, Subscription] = {}
         self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[NoReturn] | None = None
         self._presence = Presence(redis, self.topic, ttl_s=config.presence_ttl_s)
         IN_FLIGHT.set_function(lambda: len(self._subscriptions))
 
     async def start(self, wait_s: float = 5.0) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._task = asyncio.create_task(
+            subscribe_forever(
+                self._redis,
+                [self.topic],
+                self._dispatch,
+                name="relay subscription",
+                on_subscribed=self._subscribed,
+                on_lost=self._lost,
+                retry_s=RESUBSCRIBE_S,
+            )
+        )
         self._presence.start()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait_s):
@@ -109,28 +117,18 @@ class Relay:
     def _forget(self, generation_id: str) -> None:
         self._subscriptions.pop(generation_id, None)
 
-    async def _run(self) -> None:
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.topic)
-                self._ready.set()
-                # Whatever was published while we were not subscribed is only in the logs now.
-                for subscription in list(self._subscriptions.values()):
-                    subscription.poke()
-                async for message in pubsub.listen():
-                    self._dispatch(message["data"])
-            except (RedisError, OSError) as exc:
-                self._ready.clear()
-                log.warning("relay subscription lost (%s); reconnecting", exc)
-                for subscription in list(self._subscriptions.values()):
-                    subscription.alarm()
-                await asyncio.sleep(0.2)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    def _subscribed(self) -> None:
+        self._ready.set()
+        # Whatever was published while we were not subscribed is only in the logs now.
+        for subscription in list(self._subscriptions.values()):
+            subscription.poke()
 
-    def _dispatch(self, data: bytes) -> None:
+    def _lost(self) -> None:
+        self._ready.clear()
+        for subscription in list(self._subscriptions.values()):
+            subscription.alarm()
+
+    def _dispatch(self, _topic: bytes, data: bytes) -> None:
         batch = decode_batch(data)
         subscription = self._subscriptions.get(batch[0].generation_id) if batch else None
         if subscription is not None:
@@ -155,8 +153,7 @@ class Subscription:
         self._limit = self._config.max_buffered_events
         self._behind = False
         """Events were dropped for want of room: they are to be read from the log."""
-        self._lost_since = 0.0
-        """When Redis stopped answering (0: it answers)."""
+        self._outage = Outage(relay.outage_grace_s)
         self._alarmed = False
         self._idle_s = self._config.idle_check_s
         """Silence before the next check: doubled after each check that found the stream healthy (up to
@@ -247,7 +244,7 @@ class Subscription:
             calls.append(batcher.command("EXISTS", self._keys.lease))
         answers = await asyncio.gather(*calls, return_exceptions=True)
         self._take_log(answers[0])
-        if self._next in self._held or self._lost_since:
+        if self._next in self._held or self._outage.ongoing:
             self._idle_s = self._config.idle_check_s
         if self._next in self._held:
             return False
@@ -255,7 +252,7 @@ class Subscription:
             self._check_queue_wait(queued_at)
         else:
             await self._check_alive(answers[1])
-        if not self._lost_since:  # Redis answered: the next check may wait longer
+        if not self._outage.ongoing:  # Redis answered: the next check may wait longer
             self._idle_s = min(self._idle_s * 2, self._config.idle_check_s * _IDLE_GROWTH)
         return True
 
@@ -276,16 +273,14 @@ class Subscription:
             return
         if isinstance(entries, BaseException):
             raise entries
-        self._lost_since = 0.0
+        self._outage.ended()
         for _, fields in entries:
             self.deliver(decode_envelope(fields[b"e"]))
 
     def _unreachable(self, exc: RedisError) -> None:
         """Redis did not answer: fail the stream once that has lasted the outage grace. Until then the
         reader idles (keep-alives) while the relay reconnects, and the log fills any gap afterwards."""
-        now = time.monotonic()
-        self._lost_since = self._lost_since or now
-        if now - self._lost_since >= self._relay.outage_grace_s:
+        if self._outage.outlasts_grace():
             raise RedisUnavailable("The gateway lost its connection to Redis.") from exc
 
     def _check_queue_wait(self, queued_at: float) -> None:
