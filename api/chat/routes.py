@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, post
 from litestar.response import Stream
 from msgspec import UNSET
@@ -13,7 +12,7 @@ from msgspec import UNSET
 from api.access.admission import admit
 from api.chat.output import ChatCompletion, ChatCompletionBuilder, ChatCompletionChunk, ChatStreamWriter, error_frame
 from api.chat.request import ChatRequestBody, decode_chat_request, to_generation
-from api.delivery.streaming import sse_response, unless_client_leaves
+from api.delivery.streaming import Answer, SseFormat, reply
 from api.intake.decoding import check_content_type
 from api.intake.submit import check_model, submit
 from api.middleware import REQUEST_ID_KEY
@@ -28,8 +27,6 @@ __all__ = (
     "HANDLERS",
     "chat_completions",
 )
-
-_encoder = msgspec.json.Encoder()
 
 
 @post(
@@ -58,31 +55,19 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         created=created,
         client=ClientInfo.from_headers(request.headers),
     )
-    relayed = await submit(request, admission, generation)
     completion_id = f"chatcmpl-{generation_id}"
-    try:
-        if not chat.stream:
-            builder = ChatCompletionBuilder(completion_id=completion_id, model=chat.model, created=created)
-            completion = await unless_client_leaves(request, relayed.collect(builder.feed))
-            return Response(_encoder.encode(completion), media_type="application/json")
+    output: Answer | SseFormat
+    if not chat.stream:
+        output = ChatCompletionBuilder(completion_id=completion_id, model=chat.model, created=created).feed
+    else:
         options = chat.stream_options
         include_usage = bool(options and options.include_usage is not UNSET and options.include_usage)
         writer = ChatStreamWriter(
             completion_id=completion_id, model=chat.model, created=created, include_usage=include_usage
         )
-        head = await unless_client_leaves(request, relayed.head(commit_after_s=state.settings.relay.keepalive_s))
-    except BaseException:
-        await relayed.finish()
-        raise
-    return sse_response(
-        relayed,
-        head,
-        writer.feed,
-        opening=writer.opening(),
-        render_error=error_frame,
-        is_done=lambda: writer.done,
-        keepalive_s=state.settings.relay.keepalive_s,
-    )
+        output = SseFormat(writer.feed, error_frame, lambda: writer.done, opening=writer.opening())
+    relayed = await submit(request, admission, generation)
+    return await reply(request, relayed, output, keepalive_s=state.settings.relay.keepalive_s)
 
 
 HANDLERS = (chat_completions,)

@@ -1,4 +1,8 @@
-"""Shared plumbing for handlers that relay one generation: wait for its first output, stream the rest."""
+"""Shared plumbing for handlers that relay one generation: wait for its first output, stream the rest.
+
+Every front door answers the same way once it has submitted (:func:`reply`): the whole answer as JSON,
+or a stream of server-sent events; only the formats differ, and each front door passes its own.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,11 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import msgspec
+from litestar import Response
 from litestar.response import Stream
 from litestar.response.streaming import ASGIStreamingResponse
 from redis.exceptions import RedisError
@@ -26,7 +33,7 @@ if TYPE_CHECKING:
     from api.delivery.queueing import Dispatcher
     from api.delivery.relay import Subscription
 
-__all__ = ("EventStreamResponse", "Relayed", "sse_response", "unless_client_leaves")
+__all__ = ("Answer", "EventStreamResponse", "Relayed", "SseFormat", "reply", "sse_response", "unless_client_leaves")
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,27 @@ T = TypeVar("T")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _KEEPALIVE = b": keep-alive\n\n"
+_encoder = msgspec.json.Encoder()
+
+Answer = Callable[[GenerationEvent], msgspec.Struct | None]
+"""A non-streaming front door's format: fed every event, it returns the whole answer once it has it,
+and raises the generation's error if it failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SseFormat:
+    """A streaming front door's format: how it writes a generation as server-sent events."""
+
+    render: Callable[[GenerationEvent], bytes]
+    """An event's frames (empty bytes when the event shows nothing)."""
+    render_error: Callable[[GatewayError], bytes]
+    """The frames of an error that ends the stream."""
+    is_done: Callable[[], bool]
+    """Whether the frames rendered last end the stream."""
+    opening: bytes = b""
+    """Written before the first event."""
+    keepalive: bytes = _KEEPALIVE
+    """Written while nothing happens: an SSE comment, unless the protocol has its own."""
 
 
 class Relayed:
@@ -228,20 +256,39 @@ class EventStreamResponse(Stream):
         )
 
 
+async def reply(
+    request: Request[Any, Any, Any], relayed: Relayed, output: Answer | SseFormat, *, keepalive_s: float
+) -> Response[bytes] | EventStreamResponse:
+    """Answer ``request`` with the generation ``relayed`` delivers: as the JSON object an :data:`Answer`
+    builds, or as the stream an :class:`SseFormat` writes.
+
+    A failure before any output is raised (an HTTP error); a stream whose first output takes longer than
+    ``keepalive_s`` starts without it and carries keep-alives. A client that leaves meanwhile cancels
+    the generation, as does any error here.
+    """
+    try:
+        if not isinstance(output, SseFormat):
+            answer = await unless_client_leaves(request, relayed.collect(output))
+            return Response(_encoder.encode(answer), media_type="application/json")
+        head = await unless_client_leaves(request, relayed.head(commit_after_s=keepalive_s))
+    except BaseException:
+        await relayed.finish()
+        raise
+    return sse_response(relayed, head, output, keepalive_s=keepalive_s)
+
+
 def sse_response(
-    relayed: Relayed,
-    head: list[GenerationEvent],
-    render: Callable[[GenerationEvent], bytes],
-    *,
-    opening: bytes,
-    render_error: Callable[[GatewayError], bytes],
-    is_done: Callable[[], bool],
-    keepalive_s: float,
-    keepalive: bytes = _KEEPALIVE,
+    relayed: Relayed, head: list[GenerationEvent], sse: SseFormat, *, keepalive_s: float
 ) -> EventStreamResponse:
-    """The stream of ``relayed`` after ``head``: ``opening`` and each event as ``render`` writes it, an
-    error as ``render_error`` does, and ``keepalive`` (an SSE comment unless the protocol has its own)
-    while nothing happens for ``keepalive_s``."""
+    """The stream of ``relayed`` after ``head``, written in the format ``sse``, with its keep-alive
+    whenever nothing happened for ``keepalive_s``."""
+    render, render_error, is_done, opening, keepalive = (
+        sse.render,
+        sse.render_error,
+        sse.is_done,
+        sse.opening,
+        sse.keepalive,
+    )
     output = False
     """Whether a frame produced so far carries output: not the opening, a ``Started`` or a keep-alive."""
 

@@ -16,7 +16,7 @@ from litestar import Request, Response, post
 from litestar.response import Stream
 
 from api.access.admission import admit
-from api.delivery.streaming import sse_response, unless_client_leaves
+from api.delivery.streaming import Answer, SseFormat, reply
 from api.intake.decoding import check_content_type
 from api.intake.submit import check_model, submit
 from api.messages.errors import EXCEPTION_HANDLERS, AnthropicError
@@ -80,28 +80,17 @@ async def create_message(request: Request[Any, Any, Any]) -> Response[bytes] | S
         created=int(time.time()),
         client=ClientInfo.from_headers(request.headers),
     )
-    relayed = await submit(request, admission, generation)
     message_id = f"msg_{generation_id}"
-    try:
-        if not body.stream:
-            builder = MessageBuilder(message_id=message_id, model=body.model)
-            message = await unless_client_leaves(request, relayed.collect(builder.feed))
-            return Response(_encoder.encode(message), media_type="application/json")
+    output: Answer | SseFormat
+    if not body.stream:
+        output = MessageBuilder(message_id=message_id, model=body.model).feed
+    else:
         writer = MessageStreamWriter(message_id=message_id, model=body.model)
-        head = await unless_client_leaves(request, relayed.head(commit_after_s=state.settings.relay.keepalive_s))
-    except BaseException:
-        await relayed.finish()
-        raise
-    return sse_response(
-        relayed,
-        head,
-        writer.feed,
-        opening=writer.opening(),
-        render_error=error_frame,
-        is_done=lambda: writer.done,
-        keepalive_s=state.settings.relay.keepalive_s,
-        keepalive=PING_FRAME,
-    )
+        output = SseFormat(
+            writer.feed, error_frame, lambda: writer.done, opening=writer.opening(), keepalive=PING_FRAME
+        )
+    relayed = await submit(request, admission, generation)
+    return await reply(request, relayed, output, keepalive_s=state.settings.relay.keepalive_s)
 
 
 @post(

@@ -14,7 +14,7 @@ from litestar.response import Stream
 
 from api.access.admission import admit, authenticate
 from api.access.identity import client_identity
-from api.delivery.streaming import SSE_HEADERS, Relayed, sse_response, unless_client_leaves
+from api.delivery.streaming import SSE_HEADERS, Answer, Relayed, SseFormat, reply, sse_response
 from api.intake.decoding import check_content_type
 from api.intake.submit import check_model, submit
 from api.middleware import REQUEST_ID_KEY
@@ -102,6 +102,16 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
             gated=gated,
         )
         return _json(ResponseProjector(shell).snapshot())
+    projector = ResponseProjector(shell)
+    output: Answer | SseFormat
+    if not body.stream:
+        output = _final(projector)
+    else:
+        output = SseFormat(
+            lambda event: encode_sse(projector.feed(event)),
+            lambda error: encode_sse(projector.fail(error.info())),
+            lambda: projector.done,
+        )
     relayed = await submit(
         request,
         admission,
@@ -111,23 +121,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[bytes] | 
         inherited_session=inherited_session,
         gated=gated,
     )
-    projector = ResponseProjector(shell)
-    try:
-        if not body.stream:
-            return _json(await unless_client_leaves(request, relayed.collect(_final(projector))))
-        head = await unless_client_leaves(request, relayed.head(commit_after_s=state.settings.relay.keepalive_s))
-    except BaseException:
-        await relayed.finish()
-        raise
-    return sse_response(
-        relayed,
-        head,
-        lambda event: encode_sse(projector.feed(event)),
-        opening=b"",
-        render_error=lambda error: encode_sse(projector.fail(error.info())),
-        is_done=lambda: projector.done,
-        keepalive_s=state.settings.relay.keepalive_s,
-    )
+    return await reply(request, relayed, output, keepalive_s=state.settings.relay.keepalive_s)
 
 
 async def _history(state: GatewayState, previous_id: str | None, owner: str) -> tuple[list[Message], str | None]:
@@ -186,14 +180,13 @@ async def retrieve_response(
     # Still running: follow the log from the start, through the same projection, showing only what is new.
     live = ResponseProjector(record.shell)
     tail = state.relay.tail(response_id, queue_timeout_s=state.responses.queue_timeout_s(record.shell.background))
-    return sse_response(
-        Relayed(tail, state.dispatcher, detached=True),
-        [],
+    news = SseFormat(
         lambda event: encode_sse([e for e in live.feed(event) if e.sequence_number > after]),
-        opening=b"",
-        render_error=lambda error: encode_sse([e for e in live.fail(error.info()) if e.sequence_number > after]),
-        is_done=lambda: live.done,
-        keepalive_s=state.settings.relay.keepalive_s,
+        lambda error: encode_sse([e for e in live.fail(error.info()) if e.sequence_number > after]),
+        lambda: live.done,
+    )
+    return sse_response(
+        Relayed(tail, state.dispatcher, detached=True), [], news, keepalive_s=state.settings.relay.keepalive_s
     )
 
 
