@@ -62,6 +62,11 @@ class Cooldowns:
             if ttl_ms > 0:
                 self.apply(CooldownNotice(channel, account, ttl_ms / 1000, "loaded at start"))
 
+    def remaining_s(self, channel: str, account: str) -> float:
+        """How long ``account`` of ``channel`` still rests (0 when it does not)."""
+        until = self._until.get((channel, account))
+        return 0.0 if until is None else max(0.0, until - self._clock())
+
     def cooling(self, channel: str, account: str) -> bool:
         until = self._until.get((channel, account))
         if until is None:

@@ -169,6 +169,11 @@ class Subscription:
         self._held[envelope.seq] = envelope.event
         self._arrived.set()
 
+    @property
+    def buffered(self) -> int:
+        """Events received ahead of the reader: at most ``max_buffered_events``."""
+        return len(self._held)
+
     def ready(self) -> bool:
         """Whether the next event is already here, so iterating will not wait."""
         return self._next in self._held

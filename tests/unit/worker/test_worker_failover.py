@@ -157,7 +157,7 @@ async def test_attempts_are_bounded_and_the_last_error_is_reported(fake_redis: f
         await _run(router)
     assert providers["c"].calls == []
     # A 429's Retry-After outlasts a shorter configured cooldown.
-    assert cooldowns._until[("a", "default")] - cooldowns._until[("b", "default")] > 50
+    assert cooldowns.remaining_s("a", "default") > 50 > cooldowns.remaining_s("b", "default")
 
 
 async def test_a_full_channel_is_skipped_and_all_full_is_429(fake_redis: fakeredis.FakeAsyncRedis) -> None:

@@ -21,7 +21,7 @@ from api.access.store import KeyStore, Verdict
 from api.errors import exception_handlers
 from shared.access_config import AccessConfig, AccessKeyConfig, KeyPolicy, key_digest
 from shared.config import ConfigError, Settings, load_settings
-from shared.errors import Conflict
+from shared.errors import Conflict, RedisUnavailable
 from shared.events import Usage
 from shared.keys import AccessKeys
 from shared.usage import Billing, UsageLedger
@@ -144,8 +144,9 @@ async def test_configured_keys_are_found_without_redis() -> None:
     key = await access.key(SECRET)
     assert key is not None and key.name == "on" and key.models == ["m"]
     # A disabled config key is refused without a Redis call too; an unknown one needs Redis.
-    access._cache[key_digest("disabled")] = (0.0, None)
     assert await access.key("disabled") is None
+    with pytest.raises(RedisUnavailable):
+        await access.key("unknown")
     await redis.aclose()
 
 

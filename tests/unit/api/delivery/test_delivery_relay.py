@@ -114,10 +114,10 @@ async def test_a_slow_reader_holds_a_bounded_buffer_and_loses_nothing(fake_redis
     for start in range(0, len(frames), 50):
         await fake_redis.publish(relay.topic, b"[" + b",".join(frames[start : start + 50]) + b"]")
     await asyncio.sleep(0.1)  # everything has been published and dispatched; nobody has read yet
-    assert len(subscription._held) == 16
+    assert subscription.buffered == 16
     received, most_held = [], 0
     async for event in subscription.events():
-        most_held = max(most_held, len(subscription._held))
+        most_held = max(most_held, subscription.buffered)
         if event is not None:
             received.append(event)
     assert received == events and most_held <= 16
