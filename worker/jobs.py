@@ -78,11 +78,12 @@ class JobLoop:
         self._woken.append(job_id)
         self.wake.set()
 
-    async def free_slot(self) -> None:
-        """Return once this worker can start a job (never, once it drains)."""
-        while len(self.tasks) + len(self._woken) >= self._max_jobs or not self._accepting:
+    async def free_slot(self) -> int:
+        """Return once this worker can start a job (never, once it drains): how many it can start now."""
+        while (free := self._max_jobs - len(self.tasks) - len(self._woken)) <= 0 or not self._accepting:
             self._slot_freed.clear()
             await self._slot_freed.wait()
+        return free
 
     async def run(self) -> None:
         """Start woken jobs at once and poll the queue every ``poll_delay_s``, until :meth:`drain`."""

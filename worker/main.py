@@ -120,7 +120,7 @@ class _Worker:
         # Cancellations are heard until the very end, drain included; new work stops with the loop.
         self.tasks.append(asyncio.create_task(listen_broadcasts(redis, broadcasts)))
         taking = [
-            asyncio.create_task(take_wakeups(redis, jobs)),
+            asyncio.create_task(take_wakeups(redis, scripts.batcher, jobs)),
             asyncio.create_task(
                 store.follow(self.providers.replace, interval_s=_CHANNEL_POLL_S, wake=broadcasts.channels_changed)
             ),

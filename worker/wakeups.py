@@ -13,6 +13,7 @@ from shared.redis_retry import REDIS_LOST, RETRY_S, subscribe_forever
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from shared.batching import RedisBatcher
     from worker.cooldowns import Cooldowns
     from worker.runner import GenerationRunner
 
@@ -30,24 +31,30 @@ class Wakeable(Protocol):
     def wake_for(self, job_id: bytes) -> None:
         """Have the worker claim this job now."""
 
-    async def free_slot(self) -> None:
-        """Return once the worker can start a job."""
+    async def free_slot(self) -> int:
+        """Return once the worker can start a job: how many it can start now."""
 
 
-async def take_wakeups(redis: Redis, worker: Wakeable) -> None:
+async def take_wakeups(redis: Redis, batcher: RedisBatcher, worker: Wakeable) -> None:
     """Pop the ids of enqueued jobs while ``worker`` has a free slot, and hand each to it; a busy worker
-    leaves them to the others. Reconnect whenever Redis drops us, polling meanwhile."""
+    leaves them to the others. Reconnect whenever Redis drops us, polling meanwhile.
+
+    Ids waiting in the list (under load) are taken up to the free slots at once, in the batcher's round
+    trip that the claims share; only an empty list costs a blocking pop, on a connection of its own."""
     while True:
-        await worker.free_slot()
+        free = await worker.free_slot()
         try:
-            popped: list[bytes] | None = await redis.blpop([keys.READY], timeout=_READY_WAIT_S)  # type: ignore[misc]
+            popped: list[bytes] | None = await batcher.command("LPOP", keys.READY, free)
+            if not popped:
+                waited = await redis.blpop([keys.READY], timeout=_READY_WAIT_S)  # type: ignore[misc]
+                popped = [waited[1]] if waited is not None else []
         except REDIS_LOST as exc:
             log.warning("worker lost its wake-ups (%s); polling until they are back", exc)
             worker.wake.set()
             await asyncio.sleep(RETRY_S)
             continue
-        if popped is not None:
-            worker.wake_for(popped[1])
+        for job_id in popped:
+            worker.wake_for(job_id)
 
 
 class Broadcasts:
