@@ -178,7 +178,7 @@ class AccessKeys:
     names = f"{PREFIX}:{{access}}:names"
     """Hash: key name → digest, so the admin API can address a key by name."""
 
-    __slots__ = ("requests", "spent", "spent_usd", "tokens", "usage")
+    __slots__ = ("requests", "requests_total", "spent", "spent_usd", "tokens", "tokens_total", "usage")
 
     def __init__(self, name: str) -> None:
         tag = f"{PREFIX}:{{key:{name}}}"
@@ -186,6 +186,10 @@ class AccessKeys:
         """Hash: unix second → requests admitted in it; only the last minute is kept."""
         self.tokens = f"{tag}:tokens"
         """Hash: unix second → tokens (input + output) reported in it; only the last minute is kept."""
+        self.requests_total = f"{tag}:requests:total"
+        """Hash: ``sum`` of the request buckets and ``from``, the oldest second not yet evicted from them."""
+        self.tokens_total = f"{tag}:tokens:total"
+        """Hash: the same for the token buckets."""
         self.spent = f"{tag}:spent"
         """Counter: tokens used over the key's life, checked against its budget."""
         self.spent_usd = f"{tag}:spent-usd"

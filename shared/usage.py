@@ -118,7 +118,7 @@ class UsageLedger:
         month = time.strftime("%Y-%m", time.gmtime(now_s))
         return self._scripts.batcher.script(
             self._scripts.settle,
-            [keys.usage, keys.tokens, keys.spent, keys.spent_usd],
+            [keys.usage, keys.tokens, keys.spent, keys.spent_usd, keys.tokens_total],
             [
                 billing.model,
                 1,
@@ -140,8 +140,15 @@ class UsageLedger:
         """Give back the reservation of a request that will never run. Never raises."""
         if not billing.reserved_tokens or now_s - billing.reserved_at >= WINDOW_S:
             return
+        keys = AccessKeys(billing.key)
+        # A settlement that counts nothing but the reservation given back (so the window's total follows).
+        uncounted = (0,) * len(METRICS)
+        window = (billing.reserved_at, -billing.reserved_tokens, WINDOW_S + 1)
         try:
-            tokens = AccessKeys(billing.key).tokens
-            await self._redis.hincrby(tokens, str(billing.reserved_at), -billing.reserved_tokens)  # type: ignore[misc]
+            await self._scripts.batcher.script(
+                self._scripts.settle,
+                [keys.usage, keys.tokens, keys.spent, keys.spent_usd, keys.tokens_total],
+                [billing.model, *uncounted, *window, 0, 0, ""],
+            )
         except (RedisError, OSError) as exc:
             log.warning("reservation of key %s not released: %s", billing.key, exc)

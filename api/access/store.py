@@ -8,7 +8,9 @@ secret is rotated.
 Both per-minute limits are sliding windows of one-second buckets (``shared/lua/access_limit.lua``), not
 fixed minutes: a fixed window lets a client spend twice its limit across a minute boundary, and its
 Retry-After would always point at the next full minute. Sixty buckets keep memory bounded per key (a
-sliding log would keep one entry per request) while the Retry-After is exact to the second. The windows
+sliding log would keep one entry per request) while the Retry-After is exact to the second. Each window
+keeps its running total beside its buckets, so an admission reads that and evicts only the buckets the
+window has just passed, instead of reading and summing all sixty. The windows
 use the hosts' clocks (not Redis's): the API charges a request on admission and the worker settles its
 tokens when it ends (:mod:`shared.usage`), so API and worker hosts are expected to keep their clocks in
 sync (NTP).
@@ -176,7 +178,9 @@ class KeyStore:
             pipe.hdel(AccessKeys.names, name)
             await pipe.execute()
         keys = AccessKeys(name)
-        await self._redis.delete(keys.requests, keys.tokens, keys.spent, keys.spent_usd, keys.usage)
+        await self._redis.delete(
+            keys.requests, keys.requests_total, keys.tokens, keys.tokens_total, keys.spent, keys.spent_usd, keys.usage
+        )
         return True
 
     async def admit(self, key: KeyPolicy, now_ms: int, reserve_tokens: int = 0) -> tuple[Verdict, int]:
@@ -187,7 +191,7 @@ class KeyStore:
         keys = AccessKeys(key.name)
         try:
             verdict, wait_ms = await self._limit(
-                keys=[keys.requests, keys.tokens, keys.spent, keys.spent_usd],
+                keys=[keys.requests, keys.tokens, keys.spent, keys.spent_usd, keys.requests_total, keys.tokens_total],
                 args=[
                     now_ms,
                     key.rpm,

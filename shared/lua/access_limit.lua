@@ -1,7 +1,10 @@
 -- Admit one request of an API key against its token budget and its per-minute limits.
--- Each per-minute counter is a sliding window of one-second buckets (a hash: unix second → amount).
+-- Each per-minute counter is a sliding window of one-second buckets (a hash: unix second → amount), with
+-- its running total beside it (a hash: 'sum' and 'from', the oldest second not yet evicted), so that an
+-- admission reads two fields instead of sixty buckets: buckets leave the total as the window passes them.
+-- The total never outlives its buckets: it gets their TTL in the same script (here and settle.lua), first.
 -- KEYS[1] request buckets, KEYS[2] token buckets, KEYS[3] tokens spent in total, KEYS[4] micro-dollars spent
--- (hash: total and per month)
+-- (hash: total and per month), KEYS[5] the request window's total, KEYS[6] the token window's total
 -- ARGV[1] now (ms), ARGV[2] rpm, ARGV[3] tpm, ARGV[4] budget (each 0 when unlimited), ARGV[5] the request's
 -- estimated prompt tokens: it must fit in the budget, and is reserved in the token window on admission
 -- (the worker settles the difference to the real figures, and adds them to the tokens spent, at the end);
@@ -11,27 +14,71 @@
 -- 1 rpm, 2 tpm, 3 budget, 4 dollar budget, 5 monthly dollar budget (budgets never free: 0).
 local now = tonumber(ARGV[1])
 local second = math.floor(now / 1000)
+local oldest = second - 59
+local TTL_MS = 61000
 
--- The buckets of the last 60 seconds, oldest first, and their total; older buckets are deleted.
-local function window(key)
-  local raw = redis.call('HGETALL', key)
-  local buckets, total = {}, 0
-  for i = 1, #raw, 2 do
-    local at, amount = tonumber(raw[i]), tonumber(raw[i + 1])
-    if at <= second - 60 then
-      redis.call('HDEL', key, raw[i])
-    else
-      table.insert(buckets, {at, amount})
-      total = total + amount
+-- The window's total once the buckets older than `oldest` are deleted, and the second evicted up to.
+local function window(buckets, totals)
+  local state = redis.call('HMGET', totals, 'sum', 'from')
+  local sum, from = tonumber(state[1]), tonumber(state[2])
+  if sum == nil or from == nil or oldest - from > 60 then
+    -- No running total (a new or expired window, or one idle for over a minute): count the buckets once.
+    local raw = redis.call('HGETALL', buckets)
+    sum = 0
+    for i = 1, #raw, 2 do
+      if tonumber(raw[i]) < oldest then
+        redis.call('HDEL', buckets, raw[i])
+      else
+        sum = sum + tonumber(raw[i + 1])
+      end
     end
+    -- A millisecond less than the buckets' TTL: the clock may turn a millisecond between the two calls.
+    local ttl = redis.call('PTTL', buckets) - 1
+    if ttl > 0 then
+      redis.call('HSET', totals, 'sum', sum, 'from', oldest)
+      redis.call('PEXPIRE', totals, ttl)
+    else
+      redis.call('DEL', totals)
+    end
+    return sum, oldest
   end
-  table.sort(buckets, function(a, b) return a[1] < b[1] end)
-  return buckets, total
+  if from < oldest then
+    local gone = {}
+    for at = from, oldest - 1 do
+      gone[#gone + 1] = at
+    end
+    for _, amount in ipairs(redis.call('HMGET', buckets, unpack(gone))) do
+      if amount then
+        sum = sum - tonumber(amount)
+      end
+    end
+    redis.call('HDEL', buckets, unpack(gone))
+    redis.call('HSET', totals, 'sum', sum, 'from', oldest)
+    from = oldest
+  end
+  return sum, from
 end
 
--- Milliseconds until the window's total falls to `allowed`, as its oldest buckets leave it.
+-- Count `amount` in this second's bucket.
+local function add(buckets, totals, sum, from, amount)
+  redis.call('HINCRBY', buckets, second, amount)
+  redis.call('HSET', totals, 'sum', sum + amount, 'from', from)
+  redis.call('PEXPIRE', totals, TTL_MS)
+  redis.call('PEXPIRE', buckets, TTL_MS)
+end
+
+-- Milliseconds until the window's total falls to `allowed`, as its oldest buckets leave it (on refusal only).
 local function wait(buckets, total, allowed)
-  for _, bucket in ipairs(buckets) do
+  local raw = redis.call('HGETALL', buckets)
+  local live = {}
+  for i = 1, #raw, 2 do
+    local at = tonumber(raw[i])
+    if at >= oldest then
+      table.insert(live, {at, tonumber(raw[i + 1])})
+    end
+  end
+  table.sort(live, function(a, b) return a[1] < b[1] end)
+  for _, bucket in ipairs(live) do
     total = total - bucket[2]
     if total <= allowed then
       return (bucket[1] + 60) * 1000 - now
@@ -59,25 +106,26 @@ if budget_usd > 0 or monthly_usd > 0 then
   end
 end
 local tpm = tonumber(ARGV[3])
+local tokens, tokens_from
+if tpm > 0 or reserve > 0 then
+  tokens, tokens_from = window(KEYS[2], KEYS[6])
+end
 if tpm > 0 then
-  local buckets, total = window(KEYS[2])
   -- A prompt larger than the whole limit is still admitted into an empty window, or it never could be.
-  if total >= tpm or (total > 0 and total + reserve > tpm) then
+  if tokens >= tpm or (tokens > 0 and tokens + reserve > tpm) then
     local allowed = reserve > 0 and math.max(0, tpm - reserve) or tpm - 1
-    return {2, wait(buckets, total, allowed)}
+    return {2, wait(KEYS[2], tokens, allowed)}
   end
 end
 local rpm = tonumber(ARGV[2])
 if rpm > 0 then
-  local buckets, total = window(KEYS[1])
-  if total >= rpm then
-    return {1, wait(buckets, total, rpm - 1)}
+  local requests, from = window(KEYS[1], KEYS[5])
+  if requests >= rpm then
+    return {1, wait(KEYS[1], requests, rpm - 1)}
   end
-  redis.call('HINCRBY', KEYS[1], tostring(second), 1)
-  redis.call('PEXPIRE', KEYS[1], 61000)
+  add(KEYS[1], KEYS[5], requests, from, 1)
 end
 if reserve > 0 then
-  redis.call('HINCRBY', KEYS[2], tostring(second), reserve)
-  redis.call('PEXPIRE', KEYS[2], 61000)
+  add(KEYS[2], KEYS[6], tokens, tokens_from, reserve)
 end
 return {0, 0}

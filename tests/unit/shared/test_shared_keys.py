@@ -31,7 +31,8 @@ def test_sessions_keys_and_channels_keys_each_share_a_slot() -> None:
     assert len(_slots(session.gate, session.fence, session.provider_state("chayns"))) == 1
     # access_limit.lua and settle.lua
     access = keys.AccessKeys("team")
-    assert len(_slots(access.requests, access.tokens, access.spent, access.spent_usd, access.usage)) == 1
+    window = (access.requests, access.requests_total, access.tokens, access.tokens_total)
+    assert len(_slots(*window, access.spent, access.spent_usd, access.usage)) == 1
     assert len(_slots(keys.AccessKeys.records, keys.AccessKeys.names)) == 1
     assert len(_slots(keys.ChannelKeys.book, keys.ChannelKeys.version)) == 1
     assert len(_slots(keys.ChannelKeys.running("c"), keys.ChannelKeys.health("c", "a"))) == 1

@@ -90,6 +90,43 @@ async def test_rpm_is_a_sliding_window_with_an_exact_wait(fake_redis: fakeredis.
     assert 0 < await fake_redis.pttl(AccessKeys("k").requests) <= 61_000
 
 
+async def test_a_bucket_leaves_the_window_and_its_total_at_the_windows_edge(
+    fake_redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    store, key, keys = KeyStore(fake_redis), KeyPolicy(name="e", rpm=2), AccessKeys("e")
+    assert await store.admit(key, 0) == (Verdict.ADMITTED, 0)
+    assert await store.admit(key, 999) == (Verdict.ADMITTED, 0)
+    # Second 0 is in the window up to its last millisecond at 59.999 s, and out of it at 60 s.
+    assert await store.admit(key, 59_999) == (Verdict.RPM, 1)
+    assert await fake_redis.hget(keys.requests_total, "sum") == b"2"
+    assert await store.admit(key, 60_000) == (Verdict.ADMITTED, 0)
+    assert await fake_redis.hgetall(keys.requests) == {b"60": b"1"}
+    assert await fake_redis.hgetall(keys.requests_total) == {b"sum": b"1", b"from": b"1"}
+    # A total lost (or expired before its buckets) is counted again from the buckets.
+    await fake_redis.delete(keys.requests_total)
+    assert await store.admit(key, 61_000) == (Verdict.ADMITTED, 0)
+    assert await store.admit(key, 62_000) == (Verdict.RPM, 58_000)
+    # After a pause longer than the window, nothing old counts.
+    assert await store.admit(key, 200_000) == (Verdict.ADMITTED, 0)
+    assert await fake_redis.hgetall(keys.requests) == {b"200": b"1"}
+    assert await fake_redis.hget(keys.requests_total, "sum") == b"1"
+
+
+async def test_a_settlement_for_a_bucket_the_window_passed_changes_nothing(
+    fake_redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    store, ledger, keys = KeyStore(fake_redis), UsageLedger(fake_redis), AccessKeys("s")
+    key = KeyPolicy(name="s", tpm=100)
+    assert await store.admit(key, 1_000, reserve_tokens=50) == (Verdict.ADMITTED, 0)
+    assert await store.admit(key, 61_500, reserve_tokens=10) == (Verdict.ADMITTED, 0)
+    # The worker still saw second 1 in the window (its clock is behind); the API's window has passed it.
+    await ledger.record(Billing("s", "m", 50, 1), Usage(70, 20), failed=False, estimated=False, now_s=60)
+    assert await fake_redis.hgetall(keys.tokens) == {b"61": b"10"}
+    assert await fake_redis.hget(keys.tokens_total, "sum") == b"10"
+    assert await store.admit(key, 62_000, reserve_tokens=90) == (Verdict.ADMITTED, 0)
+    assert await store.admit(key, 62_000, reserve_tokens=1) == (Verdict.TPM, 59_000)
+
+
 async def test_tpm_and_budget_count_reported_tokens(fake_redis: fakeredis.FakeAsyncRedis) -> None:
     store, ledger = KeyStore(fake_redis), UsageLedger(fake_redis)
     key = KeyPolicy(name="t", tpm=100, budget_tokens=250)
