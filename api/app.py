@@ -81,7 +81,7 @@ def create_app(settings: Settings, *, drain: Drain | None = None) -> Litestar:
             responses=ResponseStore(redis, settings),
             sessions=Sessions(redis, Scripts(redis), settings, dispatcher),
             channels=ChannelStore(redis, settings.channels),
-            access=Access(settings.access, redis),
+            access=Access(settings.access, redis, batcher=relay.batcher),
             ledger=LedgerQueries(engine),
             drain=shutdown,
         )

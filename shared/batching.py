@@ -60,6 +60,10 @@ class RedisBatcher:
         The command is queued at once, so several given before the first is awaited share a round trip."""
         return self._submit((name, *args), None)
 
+    async def commands(self, *commands: tuple[_Arg, ...]) -> list[Any]:
+        """Run several commands in order, in the same round trip; if any fails, raise the first error."""
+        return list(await asyncio.gather(*[self._submit(args, None) for args in commands]))
+
     def script(self, script: AsyncScript, keys: Sequence[_Arg], args: Sequence[_Arg]) -> asyncio.Future[Any]:
         """Run a registered script, as ``script(keys=keys, args=args)`` would (queued like :meth:`command`)."""
         return self._submit(("EVALSHA", script.sha, len(keys), *keys, *args), script)

@@ -8,9 +8,9 @@ duplicate check it pays for is not needed.
 
 The job lives in its generation's cluster slot, where ``claim.lua`` reads it, checks for a cancellation
 and takes the generation's lease in one call; its id goes on the queue and on the wake-up list
-(:data:`~shared.keys.READY`), in the queue's slot. Those are one pipelined round trip of commands that
-each touch one slot, the job first: alone, a job expires unclaimed, and an id whose job is gone is
-dropped by the claim that finds it so.
+(:data:`~shared.keys.READY`), in the queue's slot. Those are one pipelined round trip (shared with the
+other requests queued in the same tick) of commands that each touch one slot, the job first: alone, a
+job expires unclaimed, and an id whose job is gone is dropped by the claim that finds it so.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from shared import keys
 from shared.generation import GenerationRequest, encode_request
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from shared.batching import RedisBatcher
 
 __all__ = ("deserialize_job", "enqueue_generation", "serialize_job_envelope")
 
@@ -48,17 +48,18 @@ def deserialize_job(data: bytes) -> dict[str, Any]:
     return decoded
 
 
-async def enqueue_generation(redis: Redis, request: GenerationRequest, *, expires_s: float) -> None:
-    """Queue ``request`` for any worker; it expires unstarted after ``expires_s``."""
+async def enqueue_generation(batcher: RedisBatcher, request: GenerationRequest, *, expires_s: float) -> None:
+    """Queue ``request`` for any worker; it expires unstarted after ``expires_s``. The commands go in the
+    batcher's next round trip, with those of the other requests queued meanwhile."""
     now_ms = int(time.time() * 1000)
     job = serialize_job(
         keys.JOB_FUNCTION, (encode_request(request),), {}, None, now_ms, serializer=serialize_job_envelope
     )
     expires_ms = int(expires_s * 1000)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.psetex(keys.GenerationKeys(request.id).job, expires_ms, job)
-        pipe.zadd(keys.QUEUE, {request.id: now_ms})
-        pipe.rpush(keys.READY, request.id)
+    await batcher.commands(
+        ("PSETEX", keys.GenerationKeys(request.id).job, expires_ms, job),
+        ("ZADD", keys.QUEUE, now_ms, request.id),
+        ("RPUSH", keys.READY, request.id),
         # With no worker popping, ids would pile up: the list goes once its newest job has expired.
-        pipe.pexpire(keys.READY, expires_ms)
-        await pipe.execute()
+        ("PEXPIRE", keys.READY, expires_ms),
+    )

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
     from redis.asyncio import Redis
 
+    from shared.batching import RedisBatcher
+
 __all__ = ("Access",)
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,9 @@ _CACHE_LIMIT = 10_000
 class Access:
     """The keys one API process knows: the config's, and a short-lived cache of the admin API's."""
 
-    def __init__(self, config: AccessConfig, redis: Redis) -> None:
+    def __init__(self, config: AccessConfig, redis: Redis, *, batcher: RedisBatcher | None = None) -> None:
         self.config = config
-        self.store = KeyStore(redis)
+        self.store = KeyStore(redis, batcher=batcher)
         self.ledger = UsageLedger(redis)
         self._configured: dict[str, KeyPolicy] = {}
         self.configured_names = {key.name for key in config.keys}

@@ -28,6 +28,7 @@ import msgspec
 from redis.exceptions import RedisError, WatchError
 
 from shared.access_config import KeyPolicy, key_digest
+from shared.batching import RedisBatcher
 from shared.errors import Conflict, RedisUnavailable
 from shared.keys import AccessKeys
 from shared.scripts import Scripts
@@ -111,9 +112,11 @@ def _window_total(buckets: dict[bytes, bytes], now_s: int) -> int:
 class KeyStore:
     """Every Redis operation on API keys. Redis failures become 503 (``RedisUnavailable``)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, batcher: RedisBatcher | None = None) -> None:
         self._redis = redis
         self._limit = Scripts(redis).access_limit
+        self._batcher = batcher or RedisBatcher(redis)
+        """Admissions go in one round trip with whatever else this process sends in the same tick."""
 
     async def lookup(self, digest: str) -> StoredKey | None:
         try:
@@ -190,7 +193,8 @@ class KeyStore:
         """
         keys = AccessKeys(key.name)
         try:
-            verdict, wait_ms = await self._limit(
+            verdict, wait_ms = await self._batcher.script(
+                self._limit,
                 keys=[keys.requests, keys.tokens, keys.spent, keys.spent_usd, keys.requests_total, keys.tokens_total],
                 args=[
                     now_ms,

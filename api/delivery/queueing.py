@@ -98,7 +98,7 @@ class Dispatcher:
             tracing.annotate({"gen_ai.request.model": request.model, "gen_ai.operation.name": "chat"})
             request.traceparent = tracing.traceparent()
         try:
-            await enqueue_generation(self._redis, request, expires_s=queue_timeout_s)
+            await enqueue_generation(self._relay.batcher, request, expires_s=queue_timeout_s)
         except RedisError as exc:
             raise RedisUnavailable("The gateway cannot reach its queue.") from exc
 

@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from shared import keys
+from shared.batching import RedisBatcher
 from shared.generation import GenerationRequest, Message, TextPart
 from shared.queue import enqueue_generation
 from shared.scripts import Scripts
@@ -54,7 +55,7 @@ async def worker(redis: Redis) -> AsyncIterator[tuple[JobLoop, list[str]]]:
 
 async def _enqueue(redis: Redis, generation_id: str) -> None:
     request = GenerationRequest(generation_id, "r", "m", [Message("user", [TextPart("hi")])], "reply", 1)
-    await enqueue_generation(redis, request, expires_s=30)
+    await enqueue_generation(RedisBatcher(redis), request, expires_s=30)
 
 
 async def _until(check: Any) -> None:

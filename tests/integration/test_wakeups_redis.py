@@ -42,7 +42,7 @@ class _Worker:
 async def _enqueue(redis: Redis, count: int) -> set[bytes]:
     for number in range(count):
         request = GenerationRequest(f"g{number}", "r", "m", [Message("user", [TextPart("hi")])], "reply", 1)
-        await enqueue_generation(redis, request, expires_s=30)
+        await enqueue_generation(RedisBatcher(redis), request, expires_s=30)
     return {f"g{number}".encode() for number in range(count)}
 
 

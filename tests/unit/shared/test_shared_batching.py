@@ -37,6 +37,16 @@ async def test_commands_issued_together_share_one_round_trip(fake_redis: fakered
     assert counted.executions == 1
 
 
+async def test_a_sequence_of_commands_goes_in_order_in_one_round_trip(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    counted = _Counted(fake_redis)
+    batcher = RedisBatcher(fake_redis)
+    assert await batcher.commands(("SET", "k", "1"), ("INCR", "k"), ("GET", "k")) == [True, 2, b"2"]
+    assert counted.executions == 1
+    with pytest.raises(ResponseError):
+        await batcher.commands(("SET", "s", "x"), ("INCR", "s"), ("SET", "after", "1"))
+    assert await fake_redis.get("after") == b"1", "the commands after a failed one still ran, as in a pipeline"
+
+
 async def test_answers_are_parsed_as_alone(fake_redis: fakeredis.FakeAsyncRedis) -> None:
     await fake_redis.xadd("log", {"e": "x"}, id="0-1")
     batcher = RedisBatcher(fake_redis)
