@@ -21,10 +21,12 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
+import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool, parse_url
+from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool, parse_url
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, DataError, RedisError, ResponseError
+from redis.typing import EncodableT
 
 from shared.config import RedisConfig
 
@@ -40,6 +42,33 @@ class RedisSetupError(Exception):
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """A Sentinel-managed pool that waits for a free connection instead of opening more."""
+
+
+class _PackedByHiredis(AbstractConnection):
+    """Commands packed by hiredis's C encoder: redis-py's asyncio connections pack them in Python, which
+    took a quarter of the API's time in Redis calls. The bytes are the same (checked in the tests)."""
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        # As redis-py's own hiredis serializer (sync client): a multi-word command name is split.
+        first = args[0]
+        if isinstance(first, str):
+            args = (*first.encode().split(), *args[1:])
+        elif isinstance(first, bytes) and b" " in first:
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]  # type: ignore[arg-type]  # a bytearray fails as in redis-py
+        except TypeError as exc:  # what redis-py's encoder refuses too (None, bool, other objects)
+            raise DataError(str(exc)) from exc
+
+
+_packed: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _packed_by_hiredis(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``connection_class`` (plain, TLS, Unix socket or Sentinel-managed) packing with hiredis."""
+    if connection_class not in _packed:
+        _packed[connection_class] = type(f"Packed{connection_class.__name__}", (_PackedByHiredis, connection_class), {})
+    return _packed[connection_class]
 
 
 def _secret(variable: str | None, setting: str, environ: Mapping[str, str]) -> str | None:
@@ -99,10 +128,12 @@ def connection_pool(config: RedisConfig, environ: Mapping[str, str] | None = Non
         addresses = [(host, int(port)) for host, _, port in (a.rpartition(":") for a in config.sentinels)]
         manager = Sentinel(addresses, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
         pool: ConnectionPool = _BlockingSentinelPool(config.sentinel_primary, manager, is_master=True, **kwargs)  # type: ignore[no-untyped-call]
-        return pool
-    if not config.url:
+    elif not config.url:
         raise RedisSetupError("set redis.url (or REDIS_URL), or redis.sentinels")
-    return BlockingConnectionPool(**kwargs)
+    else:
+        pool = BlockingConnectionPool(**kwargs)
+    pool.connection_class = _packed_by_hiredis(pool.connection_class)
+    return pool
 
 
 def redis_client(config: RedisConfig, environ: Mapping[str, str] | None = None) -> Redis:

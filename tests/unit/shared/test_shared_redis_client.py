@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from redis.asyncio.connection import BlockingConnectionPool, SSLConnection
+from redis.asyncio.connection import BlockingConnectionPool, Connection, SSLConnection
 from redis.asyncio.sentinel import SentinelConnectionPool, SentinelManagedSSLConnection
+from redis.exceptions import DataError
 
 from shared.config import ConfigError, RedisConfig, load_settings, redis_problem
 from shared.redis_client import RedisSetupError, connection_pool
@@ -35,7 +36,7 @@ def test_an_unset_password_variable_is_named() -> None:
 def test_tls_files_and_hostname_check_reach_the_connections() -> None:
     config = RedisConfig(url="rediss://db:6380/0", ca_file="/ca.pem", cert_file="/c.pem", key_file="/k.pem")
     pool = connection_pool(config, {})
-    assert pool.connection_class is SSLConnection
+    assert issubclass(pool.connection_class, SSLConnection)
     kwargs = pool.connection_kwargs
     assert (kwargs["ssl_ca_certs"], kwargs["ssl_certfile"], kwargs["ssl_keyfile"]) == ("/ca.pem", "/c.pem", "/k.pem")
     assert kwargs["ssl_check_hostname"] is True
@@ -52,7 +53,7 @@ def test_sentinels_give_a_bounded_blocking_sentinel_pool() -> None:
     pool = connection_pool(config, {"SENTINEL_PW": "s-pw"})
     assert isinstance(pool, SentinelConnectionPool) and isinstance(pool, BlockingConnectionPool)
     assert pool.max_connections == 9 and pool.service_name == "main"
-    assert pool.connection_class is SentinelManagedSSLConnection
+    assert issubclass(pool.connection_class, SentinelManagedSSLConnection)
     assert "host" not in pool.connection_kwargs
     assert (pool.connection_kwargs["password"], pool.connection_kwargs["db"]) == ("pw", 2)
     sentinels = pool.sentinel_manager.sentinels
@@ -63,6 +64,30 @@ def test_sentinels_give_a_bounded_blocking_sentinel_pool() -> None:
         ("sentinel-b", 26380),
     ]
     assert sentinels[0].connection_pool.connection_kwargs["password"] == "s-pw"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("SET", "k", "v"),
+        ("EVALSHA", "f00d", 2, "k1", b"k2", 1.5, 0.1, -3, 10**20, "ünï", memoryview(b"view")),
+        ("CONFIG GET", "maxmemory"),
+        (b"CLIENT SETNAME", b"x"),
+        ("SET", "k", b"\x00" * 10_000),
+    ],
+)
+def test_commands_are_packed_as_redis_py_packs_them(command: tuple[object, ...]) -> None:
+    packed = connection_pool(RedisConfig(url="redis://db/0"), {}).make_connection()
+    assert b"".join(packed.pack_command(*command)) == b"".join(Connection().pack_command(*command))
+
+
+@pytest.mark.parametrize("value", [None, True, bytearray(b"x"), object()])
+def test_what_redis_py_refuses_to_send_is_refused(value: object) -> None:
+    packed = connection_pool(RedisConfig(url="redis://db/0"), {}).make_connection()
+    with pytest.raises(DataError):
+        Connection().pack_command("SET", "k", value)
+    with pytest.raises(DataError):
+        packed.pack_command("SET", "k", value)
 
 
 def test_neither_url_nor_sentinels_is_an_error() -> None:
