@@ -148,7 +148,8 @@ class Subscription:
         self._keys = GenerationKeys(generation_id)
         self._held: dict[int, GenerationEvent] = {}
         self._next = 0
-        self._arrived = asyncio.Event()
+        self._waiter: asyncio.Future[bool] | None = None
+        """The reader's wait for events (:meth:`_wait`), when it waits."""
         self._started = False
         self._limit = self._config.max_buffered_events
         self._behind = False
@@ -167,7 +168,7 @@ class Subscription:
             self._behind = True
             return
         self._held[envelope.seq] = envelope.event
-        self._arrived.set()
+        self._wake(True)
 
     @property
     def buffered(self) -> int:
@@ -180,13 +181,17 @@ class Subscription:
 
     def poke(self) -> None:
         """Make the reader look at the log now (after a reconnect, messages may be missing)."""
-        self._arrived.set()
+        self._wake(True)
+
+    def _wake(self, arrived: bool) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(arrived)
 
     def alarm(self) -> None:
         """Check the stream now and at the base interval from here on: Redis may be going away."""
         self._idle_s = self._config.idle_check_s
         self._alarmed = True
-        self._arrived.set()
+        self._wake(True)
 
     def close(self) -> None:
         self._relay._forget(self.generation_id)
@@ -231,14 +236,22 @@ class Subscription:
                 relaying.end()
 
     async def _wait(self) -> bool:
-        """Wait up to the idle interval for new events; say whether any arrived."""
-        self._arrived.clear()
+        """Wait up to the idle interval for new events; say whether any arrived.
+
+        A future and a timer per wait, not an Event and ``asyncio.timeout``: this runs for every batch of
+        events relayed, and the timeout's bookkeeping cost more than the wait itself.
+        """
+        if self._next in self._held:  # it came while the reader was reading the log
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(self._idle_s, self._wake, False)
         try:
-            async with asyncio.timeout(self._idle_s):
-                await self._arrived.wait()
-        except TimeoutError:
-            return False
-        return True
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def _idle_check(self, queued_at: float) -> bool:
         """After a silence: read the log for events pub/sub lost and, once started, ask whether the
