@@ -19,6 +19,7 @@ from api.app import create_app
 from api.connections import guarded_protocol
 from api.draining import Drain
 from shared.config import Settings
+from shared.up import port_socket
 
 __all__ = ("serve_api",)
 
@@ -37,7 +38,16 @@ class _DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve_api(settings: Settings, *, sock: socket.socket | None = None) -> None:
+def serve_api(settings: Settings, *, sock: socket.socket | None = None, reuse_port: bool = False) -> None:
+    """Serve until SIGTERM; on ``sock`` if given, else on the configured address (with SO_REUSEPORT if
+    ``reuse_port``, so that several API processes share it and the kernel spreads connections over them)."""
+    if sock is None and reuse_port:
+        try:
+            sock = port_socket(settings.server.host, settings.server.port)
+        except OSError as exc:
+            raise SystemExit(
+                f"aiapi api: cannot listen on {settings.server.host}:{settings.server.port}: {exc}"
+            ) from None
     drain = Drain()
     config = uvicorn.Config(
         create_app(settings, drain=drain),
@@ -54,7 +64,7 @@ def serve_api(settings: Settings, *, sock: socket.socket | None = None) -> None:
     )
     server = _DrainingServer(config, drain, settings.server.drain_s)
     # uvicorn raises the signal it stopped on again once it is done, for the previous handler: with the
-    # default one a drained API would die of SIGTERM instead of exiting 0. (``aiapi up`` sets its own.)
+    # default one a drained API would die of SIGTERM instead of exiting 0.
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _drained)
     server.run(sockets=[sock] if sock is not None else None)

@@ -1,6 +1,7 @@
 """``aiapi``: run the gateway all-in-one, or one role of a scaled-out deployment.
 
-aiapi up        API + worker(s) + the ledger's recorder, with an embedded Redis when no REDIS_URL is configured
+aiapi up        API and worker processes (one each per core) + the ledger's recorder, with an embedded Redis
+                when no REDIS_URL is configured
 aiapi api       the HTTP front end only
 aiapi worker    one worker process only
 aiapi recorder  the ledger's recorder only: drains the request log into the database
@@ -14,13 +15,7 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
-import subprocess
 import sys
-from pathlib import Path
-from types import FrameType
-
-import msgspec
 
 from shared.catalog import Catalog
 from shared.config import ConfigError, Settings, load_settings
@@ -42,8 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", parents=[common], help="run API and workers on this machine")
-    up.add_argument("--workers", type=int, default=1, help="worker processes to start (default 1)")
-    for command in (up, commands.add_parser("api", parents=[common], help="run the HTTP API role")):
+    per_core = "(default: [%s] processes in the config, else one per usable core)"
+    up.add_argument("--api-processes", type=_positive, help=f"API processes to start {per_core % 'server'}")
+    up.add_argument("--workers", type=_positive, help=f"worker processes to start {per_core % 'worker'}")
+    api = commands.add_parser("api", parents=[common], help="run the HTTP API role")
+    api.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share the port with other API processes (SO_REUSEPORT), as aiapi up does",
+    )
+    for command in (up, api):
         command.add_argument("--host")
         command.add_argument("--port", type=int)
     commands.add_parser("worker", parents=[common], help="run one worker process")
@@ -51,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", parents=[common], help="bring the ledger database's schema up to date")
     commands.add_parser("check", parents=[common], help="validate the configuration")
     return parser
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -88,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "api":
             from api.server import serve_api
 
-            serve_api(settings)
+            serve_api(settings, reuse_port=args.reuse_port)
         elif args.command == "worker":
             from worker.main import run_worker
 
@@ -98,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 
             run_recorder(settings)
         else:
-            return _up(settings, args.config, args.workers)
+            from shared.up import run_up
+
+            return run_up(settings, args.config, api=args.api_processes, workers=args.workers)
     finally:
         tracing.shutdown()
     return 0
@@ -135,100 +147,6 @@ def _check(settings: Settings) -> int:
     models = catalog.models()
     print(f"models served: {', '.join(name for name, _ in models) or 'none'}")
     return 0 if models else 1
-
-
-def _up(settings: Settings, config: str | None, workers: int) -> int:
-    """Start Redis (embedded unless configured), the workers as child processes, and the API here."""
-    from shared.redis_server import EmbeddedRedis
-
-    embedded: EmbeddedRedis | None = None
-    redis_url = settings.redis.url
-    if not redis_url and not settings.redis.sentinels:
-        embedded = EmbeddedRedis(data_dir=Path(settings.redis.data_dir), persist=True)
-        redis_url = embedded.start()
-        log.info("embedded Redis at %s (data in %s)", redis_url, settings.redis.data_dir)
-    if settings.ledger.enabled and not _migrate_ledger(settings, redis_url):
-        if embedded is not None:
-            embedded.stop()
-        return 2
-    from api.console.launch import console_banner
-
-    console = console_banner(settings, redis_url)
-    command = [sys.executable, "-m", "shared.cli", *(["--config", config] if config else [])]
-    children = [
-        subprocess.Popen([*command, "worker"], env=_worker_env(settings, redis_url, i)) for i in range(max(1, workers))
-    ]
-    if settings.ledger.enabled:
-        recorder_env = {**os.environ, **({"REDIS_URL": redis_url} if redis_url else {})}
-        children.append(subprocess.Popen([*command, "recorder"], env=recorder_env))
-    models = ", ".join(name for name, _ in Catalog(settings.channels).models())
-    print(
-        f"aiapi: serving http://{settings.server.host}:{settings.server.port}/v1 "
-        f"with {max(1, workers)} worker(s); models: {models}; "
-        f"{'open mode (no API keys required)' if settings.access.mode == 'open' else 'keys mode (API keys required)'}",
-        flush=True,
-    )
-    if console is not None:
-        print(console, flush=True)
-    # uvicorn stops gracefully on SIGTERM, then raises it again for the previous handler: without one of
-    # ours that ends the process on the spot, and the workers and Redis started here would be left running.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    try:
-        from api.server import serve_api
-
-        serve_api(msgspec.structs.replace(settings, redis=msgspec.structs.replace(settings.redis, url=redis_url)))
-    finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=settings.worker.drain_s + 5)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        if embedded is not None:
-            embedded.stop()
-    return 0
-
-
-def _migrate_ledger(settings: Settings, redis_url: str | None) -> bool:
-    """Migrate before the API serves the request log (the recorder would too, but perhaps later);
-    ``False``, with a message, when the database cannot be reached or migrated."""
-    import asyncio
-
-    from redis.exceptions import RedisError
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from shared.ledger.database import create_engine, database_url
-    from shared.ledger.migrate import migrate_locked
-    from shared.redis_client import redis_client
-
-    async def migrate() -> None:
-        redis = redis_client(msgspec.structs.replace(settings.redis, url=redis_url))
-        engine = create_engine(database_url(settings.database, settings.redis.data_dir))
-        try:
-            await migrate_locked(engine, redis)
-        finally:
-            await redis.aclose()
-            await engine.dispose()
-
-    try:
-        asyncio.run(migrate())
-    except (RedisError, SQLAlchemyError, OSError) as exc:
-        print(f"aiapi up: cannot migrate the ledger database: {exc}", file=sys.stderr)
-        return False
-    return True
-
-
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _worker_env(settings: Settings, redis_url: str | None, index: int) -> dict[str, str]:
-    env = {**os.environ, **({"REDIS_URL": redis_url} if redis_url else {})}
-    if settings.worker.metrics_port:
-        env["AIAPI_WORKER_METRICS_PORT"] = str(settings.worker.metrics_port + index)
-    return env
 
 
 def run() -> None:

@@ -95,6 +95,8 @@ class ServerConfig(_Section, frozen=True, kw_only=True):
     """Serve Prometheus metrics at ``/metrics`` (like the probes, without a key: keep the port internal)."""
     drain_s: float = 30.0
     """On SIGTERM, how long running requests may finish before they end with a retryable error."""
+    processes: int = 0
+    """API processes ``aiapi up`` starts, sharing the port (0: one per usable core)."""
 
 
 class RedisConfig(_Section, frozen=True, kw_only=True):
@@ -141,6 +143,8 @@ class WorkerConfig(_Section, frozen=True, kw_only=True):
     """On SIGTERM, how long running generations may finish before they are stopped with a clean error."""
     metrics_port: int = 0
     """Serve this worker's Prometheus metrics on this port (0: off). ``aiapi up`` gives worker *i* port + i."""
+    processes: int = 0
+    """Worker processes ``aiapi up`` starts (0: one per usable core)."""
 
 
 class TracingConfig(_Section, frozen=True, kw_only=True):
@@ -290,6 +294,8 @@ def _check(settings: Settings, source: str) -> None:
         raise ConfigError(f"{source}: {problem}")
     if settings.routing.max_attempts < 1:
         raise ConfigError(f"{source}: routing.max_attempts must be at least 1")
+    if settings.worker.processes < 0:
+        raise ConfigError(f"{source}: worker.processes must be 0 (one per core) or more")
     if settings.worker.lease_ttl_s < 1:
         raise ConfigError(f"{source}: worker.lease_ttl_s must be at least 1 second")
     served = {model for channel in settings.channels for model in channel.model_map()}
@@ -315,6 +321,8 @@ def server_problem(server: ServerConfig) -> str | None:
         return "server.port must be between 1 and 65535"
     if min(server.header_timeout_s, server.body_timeout_s, server.keepalive_timeout_s) <= 0:
         return "server timeouts must be positive"
+    if server.processes < 0:
+        return "server.processes must be 0 (one per core) or more"
     if server.max_connections < 1:
         return "server.max_connections must be at least 1"
     if server.max_body_bytes_in_flight < server.max_body_bytes:

@@ -55,13 +55,16 @@ class EmbeddedRedis:
         port: int = 0,
         persist: bool = True,
         executable: str | None = None,
+        own_process_group: bool = False,
     ) -> None:
+        """``own_process_group``: out of reach of a Ctrl-C in the terminal, for a parent that stops it last."""
         self._owned_dir = tempfile.TemporaryDirectory(prefix="aiapi-redis-") if data_dir is None else None
         self.data_dir = Path(self._owned_dir.name) if self._owned_dir else data_dir
         self.port = port or _free_port()
         self._persist = persist
         self._executable = executable
         self._process: subprocess.Popen[bytes] | None = None
+        self._own_process_group = own_process_group
 
     @property
     def url(self) -> str:
@@ -88,7 +91,12 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.data_dir / "redis.log"
         with log_path.open("ab") as log:
-            self._process = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(
+                self._command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                process_group=0 if self._own_process_group else None,
+            )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         try:
             deadline = time.monotonic() + 10

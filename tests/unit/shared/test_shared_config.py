@@ -53,6 +53,8 @@ def test_file_and_environment(tmp_path: Path) -> None:
         ("[server\n", "invalid TOML"),
         ("[server]\nheader_timeout_s = 0\n", "server timeouts must be positive"),
         ("[server]\nmax_connections = 0\n", "server.max_connections must be at least 1"),
+        ("[server]\nprocesses = -1\n", "server.processes must be 0 (one per core) or more"),
+        ("[worker]\nprocesses = -2\n", "worker.processes must be 0 (one per core) or more"),
         (
             "[server]\nmax_body_bytes = 10\nmax_body_bytes_in_flight = 9\n",
             "server.max_body_bytes_in_flight must be at least server.max_body_bytes",
