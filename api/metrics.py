@@ -1,17 +1,22 @@
 """The API process's Prometheus metrics and the ``/metrics`` route that serves them.
 
-Each API instance reports its own figures; Prometheus sums them. Workers serve theirs on their own
-port (``worker/metrics.py``). Labels are route templates, status codes, error codes and API names,
-never anything a client chooses freely, so the series count stays bounded.
+Each API instance reports its own figures; Prometheus sums them. The API processes of one ``aiapi up``
+count as one instance: they share a directory (``PROMETHEUS_MULTIPROC_DIR``, prometheus-client's
+multiprocess mode) and ``/metrics`` on any of them reports the sum over all, the dead ones' counts
+included. Workers serve theirs on their own port (``worker/metrics.py``). Labels are route templates,
+status codes, error codes and API names, never anything a client chooses freely, so the series count
+stays bounded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 from litestar import Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
 from api.state import gateway_state
@@ -29,6 +34,7 @@ __all__ = (
     "REQUESTS",
     "REQUEST_DURATION",
     "TTFT",
+    "exposition",
     "metrics",
 )
 
@@ -66,7 +72,10 @@ QUEUE_WAIT = Histogram(
     registry=REGISTRY,
 )
 IN_FLIGHT = Gauge(
-    "aiapi_generations_in_flight", "Generations this instance is relaying to a client now.", registry=REGISTRY
+    "aiapi_generations_in_flight",
+    "Generations this instance is relaying to a client now.",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 ERRORS = Counter(
     "aiapi_errors", "Errors answered to clients, by HTTP status and error code.", ["status", "code"], registry=REGISTRY
@@ -80,11 +89,13 @@ LEDGER_BACKLOG = Gauge(
     "aiapi_ledger_backlog_records",
     "Records in the ledger stream not yet in the database (read from Redis at each scrape).",
     registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
 LEDGER_BACKLOG_AGE = Gauge(
     "aiapi_ledger_backlog_age_seconds",
     "How long the oldest record not yet in the database has waited (read from Redis at each scrape).",
     registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
 
 
@@ -97,4 +108,14 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
             behind = await backlog(state.redis)
             LEDGER_BACKLOG.set(behind.records)
             LEDGER_BACKLOG_AGE.set(behind.oldest_age_s)
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def exposition() -> bytes:
+    """This process's figures, or in multiprocess mode those of every process sharing the directory."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+    return generate_latest(registry)
