@@ -2,8 +2,9 @@
 
 ``GatewayProcesses`` runs ``aiapi api`` and ``aiapi worker`` (and, when asked, more API processes and
 ``aiapi recorder``) as separate OS processes against a given Redis, with a config file written from the
-channels given, and stops them afterwards. The ledger's database is a SQLite file of the run's own
-unless ``DATABASE_URL`` is passed in ``env``.
+channels given, and stops them afterwards. ``GatewayUp`` runs ``aiapi up`` instead, laid out as it lays
+itself out. The ledger's database is a SQLite file of the run's own unless ``DATABASE_URL`` is passed in
+``env``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+import psutil
 import redis
 
-__all__ = ("GatewayProcesses", "free_port")
+__all__ = ("GatewayProcesses", "GatewayUp", "free_port")
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,8 +50,8 @@ def free_port() -> int:
         return port
 
 
-def _wait_until_up(base_url: str, logs: Callable[[], str]) -> None:
-    deadline = time.monotonic() + 20
+def _wait_until_up(base_url: str, logs: Callable[[], str], within_s: float = 20) -> None:
+    deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base_url.removesuffix('/v1')}/healthz", timeout=1).status_code == 200:
@@ -177,6 +179,89 @@ class GatewayProcesses:
         _databases_in_use.discard(self._database)
 
     def __enter__(self) -> GatewayProcesses:
+        return self.start()
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.stop()
+
+
+class GatewayUp:
+    """``aiapi up`` against a given Redis (a database of its own, as above): ``api`` API processes and
+    ``workers`` workers, by default one of each per core, plus the recorder when the config has the ledger on."""
+
+    def __init__(
+        self,
+        *,
+        redis_url: str,
+        config_toml: str,
+        api: int | None = None,
+        workers: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.redis_url, self._database = _claim_database(redis_url)
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._dir = tempfile.TemporaryDirectory(prefix="aiapi-up-")
+        config = Path(self._dir.name) / "aiapi.toml"
+        config.write_text(config_toml, encoding="utf-8")
+        counts = [*(["--api-processes", str(api)] if api else []), *(["--workers", str(workers)] if workers else [])]
+        self._argv = [sys.executable, "-m", "shared.cli", "--config", str(config), "up", "--port", str(self.port)]
+        self._argv += counts
+        database = {"DATABASE_URL": f"sqlite:///{Path(self._dir.name) / 'ledger.db'}"}
+        self._env = {**os.environ, **database, "REDIS_URL": self.redis_url, **(env or {})}
+        self._log = Path(self._dir.name) / "up.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> GatewayUp:
+        with self._log.open("ab") as log:
+            self.process = subprocess.Popen(self._argv, cwd=REPO, env=self._env, stdout=log, stderr=log)
+        try:
+            # Several processes start at once: on a busy 2-core machine that can take a while.
+            _wait_until_up(self.base_url, self.logs, within_s=90)
+            deadline = time.monotonic() + 60
+            while not all(self._listening(api) for api in self.apis()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def apis(self) -> list[psutil.Process]:
+        return self._children("api", "--reuse-port")
+
+    def workers(self) -> list[psutil.Process]:
+        return self._children("worker")
+
+    def _children(self, *ending: str) -> list[psutil.Process]:
+        assert self.process is not None
+        children = psutil.Process(self.process.pid).children()
+        return [child for child in children if child.cmdline()[-len(ending) :] == list(ending)]
+
+    def _listening(self, api: psutil.Process) -> bool:
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in api.net_connections("tcp"))
+
+    @property
+    def pids(self) -> list[int]:
+        """The supervisor's and every process it started."""
+        assert self.process is not None
+        supervisor = psutil.Process(self.process.pid)
+        return [supervisor.pid, *(child.pid for child in supervisor.children(recursive=True))]
+
+    def logs(self, tail: int = 4000) -> str:
+        return self._log.read_text(errors="replace")[-tail:]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._dir.cleanup()
+        _databases_in_use.discard(self._database)
+
+    def __enter__(self) -> GatewayUp:
         return self.start()
 
     def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:

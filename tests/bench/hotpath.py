@@ -1,12 +1,14 @@
 """The hot-path benchmark: the gateway against calling its upstream directly, in the same run.
 
-    python -m tests.bench.hotpath [--quick] [--out docs/benchmark.md]
+    python -m tests.bench.hotpath [--quick] [--processes N] [--out docs/benchmark.md]
 
 Starts a private Redis (unless REDIS_URL is set), the fake OpenAI upstream (20-chunk streams), and the
-gateway as separate processes (one API, one worker), then measures, for the upstream directly and for
-the gateway in front of it: time to first token and total time at concurrency 1, streams/s at
-concurrency 32, non-streaming requests/s at concurrency 32, and the CPU time spent per request in each
-throughput row (the fake's alone when direct; the API's, the worker's and Redis's through the gateway).
+gateway with ``aiapi up`` as it lays itself out (one API and one worker process per core, the recorder;
+``--processes N``: N of each, 1 for the one-API-one-worker layout), then measures, for the upstream
+directly and for the gateway in front of it: time to first token and total time at concurrency 1,
+streams/s at concurrency 32, non-streaming requests/s at concurrency 32, and the CPU time spent per
+request in each throughput row (the fake's alone when direct; through the gateway, that of every process
+``aiapi up`` runs and of Redis).
 The gateway runs with its features on, as operators run it: keys mode with limits and usage accounting,
 sessions in hash mode, metrics and logs, the ledger with prices and a recorder writing to SQLite (its CPU
 counted with the gateway's). Figures are written to ``--out``.
@@ -31,7 +33,7 @@ from shared.redis_server import EmbeddedRedis
 from tests.bench.cpu import CpuMeter
 from tests.bench.loadgen import Sample, run_load
 from tests.fakes.openai_upstream import RunningFakeUpstream
-from tests.harness import GatewayProcesses
+from tests.harness import GatewayUp
 
 MODEL = "fake-model"
 BENCH_KEY = "bench"
@@ -162,13 +164,14 @@ def _report(direct: Figures, gateway: Figures, args: argparse.Namespace) -> str:
     return "\n".join(
         [
             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()}; one API process, one worker process, "
+            f"{os.cpu_count()} cores, Python {platform.python_version()}; `aiapi up` with {args.layout}, "
             f"Redis, fake upstream and load generator on the same machine. The gateway in keys mode with limits "
             f"and usage accounting, hash sessions, metrics, logs and the ledger (recorder to SQLite) on. "
             f"{args.latency_n} sequential streams "
             f"each for latency (direct and gateway alternating in 6 rounds), {args.load_s:g} s of load per "
             f"throughput row. CPU time is read from /proc around each throughput row: the fake upstream's alone "
-            f"when direct; API + worker + Redis through the gateway (the fake's own share is the direct figure). "
+            f"when direct; every process of `aiapi up` (API processes, workers, recorder, supervisor) + Redis through "
+            f"the gateway (the fake's own share is the direct figure). "
             f"Errors: direct {direct.errors}, gateway {gateway.errors}.",
             "",
             *lines,
@@ -189,12 +192,16 @@ async def _main(args: argparse.Namespace) -> str:
         embedded = None if os.environ.get("REDIS_URL") else EmbeddedRedis(data_dir=Path(data), persist=False)
         redis_url = os.environ.get("REDIS_URL") or embedded.start()  # type: ignore[union-attr]
         try:
-            with GatewayProcesses(
-                redis_url=redis_url, config_toml=_config(upstream.base_url), env={"AIAPI_BENCH_KEY": BENCH_KEY}
+            with GatewayUp(
+                redis_url=redis_url,
+                config_toml=_config(upstream.base_url),
+                api=args.processes,
+                workers=args.processes,
+                env={"AIAPI_BENCH_KEY": BENCH_KEY},
             ) as gateway:
-                recorder = gateway.start_recorder()
+                args.layout = f"{len(gateway.apis())} API process(es), {len(gateway.workers())} worker(s), the recorder"
                 urls = [f"{upstream.base_url}/chat/completions", f"{gateway.base_url}/chat/completions"]
-                meters = [CpuMeter([upstream.pid]), CpuMeter([*gateway.pids, recorder.pid, _redis_pid(redis_url)])]
+                meters = [CpuMeter([upstream.pid]), CpuMeter([*gateway.pids, _redis_pid(redis_url)])]
                 direct, through = await _measure(urls, meters, latency_n=args.latency_n, load_s=args.load_s)
         finally:
             if embedded is not None:
@@ -205,6 +212,9 @@ async def _main(args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="short run, for a smoke test")
+    parser.add_argument(
+        "--processes", type=int, help="API and worker processes each (default: aiapi up's, one per core)"
+    )
     parser.add_argument("--out", default="docs/benchmark.md")
     args = parser.parse_args()
     args.latency_n, args.load_s = (50, 2.0) if args.quick else (300, 8.0)
