@@ -35,6 +35,7 @@ __all__ = (
     "REQUEST_DURATION",
     "TTFT",
     "exposition",
+    "generations_in_flight",
     "metrics",
 )
 
@@ -111,11 +112,20 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
+def generations_in_flight() -> int:
+    """:data:`IN_FLIGHT`: this process's, or in multiprocess mode the sum over the live processes."""
+    return int(_registry().get_sample_value("aiapi_generations_in_flight") or 0)
+
+
 def exposition() -> bytes:
     """This process's figures, or in multiprocess mode those of every process sharing the directory."""
+    return generate_latest(_registry())
+
+
+def _registry() -> CollectorRegistry:
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
-        return generate_latest(REGISTRY)
+        return REGISTRY
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
-    return generate_latest(registry)
+    return registry

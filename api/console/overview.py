@@ -18,7 +18,7 @@ from litestar.response import Template
 
 from api.console.figures import LEDGER_DOWN, Figures, OverviewFigures, UsageFigures
 from api.console.render import page
-from api.metrics import REGISTRY
+from api.metrics import generations_in_flight
 from api.state import gateway_state
 from shared.keys import QUEUE
 
@@ -106,7 +106,7 @@ async def overview_data(request: Request[Any, Any, Any]) -> Response[bytes]:
         return Response(b'{"error": "ledger_unavailable"}', status_code=503, media_type="application/json")
     figures = Overview(
         now_ms=now_ms,
-        in_flight=int(REGISTRY.get_sample_value("aiapi_generations_in_flight") or 0),
+        in_flight=generations_in_flight(),
         queued=int(await gateway_state(request).redis.zcard(QUEUE)),
         hour=_window(hour, 3600),
         day=_window(day, 86400),

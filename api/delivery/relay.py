@@ -68,7 +68,6 @@ class Relay:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[NoReturn] | None = None
         self._presence = Presence(redis, self.topic, ttl_s=config.presence_ttl_s)
-        IN_FLIGHT.set_function(lambda: len(self._subscriptions))
 
     async def start(self, wait_s: float = 5.0) -> None:
         self._task = asyncio.create_task(
@@ -108,6 +107,8 @@ class Relay:
         """Follow a generation whose worker publishes to this instance (its ``reply_to`` is our topic)."""
         subscription = Subscription(self, generation_id, queue_timeout_s=queue_timeout_s)
         self._subscriptions[generation_id] = subscription
+        # Set, not a function read at scrape time: in multiprocess mode only values written are seen.
+        IN_FLIGHT.set(len(self._subscriptions))
         return subscription
 
     def tail(self, generation_id: str, *, queue_timeout_s: float | None = None) -> Subscription:
@@ -116,6 +117,7 @@ class Relay:
 
     def _forget(self, generation_id: str) -> None:
         self._subscriptions.pop(generation_id, None)
+        IN_FLIGHT.set(len(self._subscriptions))
 
     def _subscribed(self) -> None:
         self._ready.set()
