@@ -84,3 +84,19 @@ def test_a_single_api_process_keeps_its_metrics_in_memory(tmp_path: Path) -> Non
     layout = roles(_settings(tmp_path, "[ledger]\nenabled = false\n"), None, None, None, 1, 1)
     assert [role.name for role in layout] == ["api 1", "worker 1"]
     assert "PROMETHEUS_MULTIPROC_DIR" not in layout[0].env and layout[0].on_exit is None
+
+
+def test_up_stops_at_once_when_another_program_holds_the_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("AIAPI_CONFIG", raising=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "aiapi.toml"
+        config.write_text(f'[redis]\ndata_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
+        assert main(["--config", str(config), "up", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()  # before Redis was started
