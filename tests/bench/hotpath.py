@@ -222,7 +222,13 @@ def main() -> None:
     print(report)
     if args.out != "-":
         path = Path(args.out)
-        header = "# Hot-path benchmark\n\nProduced by `make bench` (`python -m tests.bench.hotpath`).\n\n"
+        header = (
+            "# Hot-path benchmark\n\nProduced by `make bench` (`python -m tests.bench.hotpath`), which runs the "
+            "gateway as `aiapi up` lays it out: one API process and one worker process per core (the API processes "
+            "sharing the port with SO_REUSEPORT), the recorder, against the bench's Redis; the CPU per request is "
+            "that of every process `aiapi up` runs plus Redis's. `--processes N` runs N API and N worker processes; "
+            "`--processes 1` is the one-API-one-worker layout.\n\n"
+        )
         path.write_text(header + report + "\n", encoding="utf-8")
 
 
