@@ -229,7 +229,10 @@ def main() -> None:
             "that of every process `aiapi up` runs plus Redis's. `--processes N` runs N API and N worker processes; "
             "`--processes 1` is the one-API-one-worker layout.\n\n"
         )
-        path.write_text(header + report + "\n", encoding="utf-8")
+        # Sections after the hot path's own (other benches' figures, written by hand) are kept.
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        kept = old[old.index("\n## ") :] if "\n## " in old else ""
+        path.write_text(header + report + "\n" + kept, encoding="utf-8")
 
 
 if __name__ == "__main__":
