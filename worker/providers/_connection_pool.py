@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from worker.providers._http11 import Connection, open_connection
+from worker.providers._http11 import Connection, Reply, open_connection
 
 __all__ = ("ConnectionPool",)
 
@@ -48,28 +48,28 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         head, body = await _encoded(request)
         connection = await self._acquire(origin, timeouts)
         try:
-            reply = await connection.send(head, body, timeouts)
+            reply = await self._send(connection, head, body, timeouts)
         except httpx.TransportError:
-            self._release(connection, reuse=False)
             if not connection.closed_unanswered:
                 raise
             # The upstream closed a kept-alive connection as the request went out (its idle timeout), so
             # it never read it: sent again on a new connection, as Go's and urllib3's clients do.
             connection = await self._acquire(origin, timeouts, reuse=False)
-            try:
-                reply = await connection.send(head, body, timeouts)
-            except BaseException:
-                self._release(connection, reuse=False)
-                raise
-        except BaseException:
-            self._release(connection, reuse=False)
-            raise
+            reply = await self._send(connection, head, body, timeouts)
         return httpx.Response(
             reply.status,
             headers=reply.headers,
             stream=_Body(self, connection, timeouts.get("read")),
             extensions={"http_version": b"HTTP/1.1"},
         )
+
+    async def _send(self, connection: Connection, head: bytes, body: bytes, timeouts: dict[str, float | None]) -> Reply:
+        """The reply's head; on any failure the connection is closed and given up."""
+        try:
+            return await connection.send(head, body, timeouts)
+        except BaseException:
+            self._release(connection, reuse=False)
+            raise
 
     async def aclose(self) -> None:
         for connections in self._idle.values():
