@@ -264,16 +264,16 @@ class Subscription:
             calls.append(batcher.command("EXISTS", self._keys.lease))
         answers = await asyncio.gather(*calls, return_exceptions=True)
         self._take_log(answers[0])
-        if self._next in self._held or self._outage.ongoing:
-            self._idle_s = self._config.idle_check_s
+        base = self._config.idle_check_s
         if self._next in self._held:
+            self._idle_s = base
             return False
         if not self._started:
             self._check_queue_wait(queued_at)
         else:
             await self._check_alive(answers[1])
-        if not self._outage.ongoing:  # Redis answered: the next check may wait longer
-            self._idle_s = min(self._idle_s * 2, self._config.idle_check_s * _IDLE_GROWTH)
+        # Only a check that Redis answered lets the next one wait longer.
+        self._idle_s = base if self._outage.ongoing else min(self._idle_s * 2, base * _IDLE_GROWTH)
         return True
 
     def _log_read(self) -> asyncio.Future[Any]:
