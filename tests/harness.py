@@ -37,7 +37,12 @@ def _claim_database(redis_url: str) -> tuple[str, int]:
     """A Redis database no live gateway uses, emptied: gateways sharing one would take each other's jobs."""
     number = min(set(range(1, 16)) - _databases_in_use)
     _databases_in_use.add(number)
-    url = f"{redis_url.rsplit('/', 1)[0]}/{number}"
+    # A Unix socket's URL names its database in the query (unix:///path?db=N), a TCP one in the path.
+    url = (
+        f"{redis_url.split('?', 1)[0]}?db={number}"
+        if redis_url.startswith("unix://")
+        else (f"{redis_url.rsplit('/', 1)[0]}/{number}")
+    )
     with redis.Redis.from_url(url) as client:
         client.flushdb()
     return url, number

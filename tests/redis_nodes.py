@@ -1,5 +1,5 @@
 """Redis set-ups as operators run them, for the tests: a TLS server with an ACL user (and a throwaway CA
-made with ``openssl``), and a primary with a replica watched by three sentinels.
+made with ``openssl``), a primary with a replica watched by three sentinels, and a server on a Unix socket.
 
 Every server is a real ``redis-server`` child process on 127.0.0.1, stopped on exit.
 """
@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -18,10 +20,28 @@ import redis
 from shared.redis_server import find_redis_server
 from tests.harness import free_port
 
-__all__ = ("ACL_PASSWORD", "ACL_USER", "RedisNode", "SentinelSet", "TlsFiles", "TlsRedis")
+__all__ = ("ACL_PASSWORD", "ACL_USER", "RedisNode", "SentinelSet", "TlsFiles", "TlsRedis", "unix_socket_redis")
 
 ACL_USER = "gateway"
 ACL_PASSWORD = "acl-secret"
+
+
+@contextmanager
+def unix_socket_redis(folder: Path) -> Iterator[Path]:
+    """A redis-server listening on a Unix socket in ``folder`` only; the socket's path."""
+    socket_path = folder / "redis.sock"
+    server = subprocess.Popen(
+        [find_redis_server(), "--port", "0", "--unixsocket", str(socket_path), "--save", "", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield socket_path
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def _openssl(*args: str) -> None:

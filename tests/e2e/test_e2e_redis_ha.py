@@ -28,7 +28,7 @@ import uvloop
 
 from shared.keys import QUEUE
 from tests.harness import REPO, GatewayProcesses, free_port
-from tests.redis_nodes import ACL_PASSWORD, ACL_USER, SentinelSet, TlsRedis
+from tests.redis_nodes import ACL_PASSWORD, ACL_USER, SentinelSet, TlsRedis, unix_socket_redis
 from tests.streams import Outcome, StreamLoad, drill_channels, expected_deltas, prompt_of
 
 pytestmark = pytest.mark.e2e
@@ -107,6 +107,23 @@ def test_gateway_over_tls_as_an_acl_user(tls_redis: TlsRedis) -> None:
         with redis.Redis(port=tls_redis.port) as admin:
             users = {entry["user"] for entry in admin.client_list() if entry["db"] == "0"}
         assert ACL_USER in users, users
+
+
+@pytest.fixture
+def unix_redis(tmp_path: Path) -> Iterator[str]:
+    with unix_socket_redis(tmp_path) as socket_path:
+        yield f"unix://{socket_path}?db=0"
+
+
+def test_gateway_over_a_unix_socket(unix_redis: str) -> None:
+    with GatewayProcesses(redis_url=unix_redis, config_toml=MOCKS) as gateway:
+        assert gateway.redis_url.startswith("unix://")
+        client = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+        stream = client.chat.completions.create(
+            model="fast-mock", stream=True, messages=[{"role": "user", "content": prompt_of(2)}]
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        assert text == "".join(_deltas(2))
 
 
 # --- wrong settings stop the start -------------------------------------------------------------------

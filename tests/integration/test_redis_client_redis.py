@@ -4,7 +4,6 @@ certificates and an ACL user connect, and a wrong CA, password or sentinel set i
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,8 @@ from redis.asyncio import Redis
 
 from shared.config import RedisConfig
 from shared.redis_client import RedisSetupError, check_redis, redis_client
-from shared.redis_server import find_redis_server
 from tests.harness import free_port
-from tests.redis_nodes import ACL_PASSWORD, TlsRedis
+from tests.redis_nodes import ACL_PASSWORD, TlsRedis, unix_socket_redis
 
 _DATABASE = 13
 """A database no other test uses, so CLIENT LIST counts only this test's connections."""
@@ -145,18 +143,8 @@ async def test_a_plain_outage_is_waited_out_not_fatal() -> None:
 
 @pytest.fixture
 def unix_socket(tmp_path: Path) -> Iterator[Path]:
-    """A redis-server listening on a Unix socket only; the socket's path."""
-    socket_path = tmp_path / "redis.sock"
-    server = subprocess.Popen(
-        [find_redis_server(), "--port", "0", "--unixsocket", str(socket_path), "--save", "", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not socket_path.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield socket_path
-    server.terminate()
-    server.wait()
+    with unix_socket_redis(tmp_path) as socket_path:
+        yield socket_path
 
 
 async def test_a_unix_socket_url_connects(unix_socket: Path) -> None:
